@@ -1,0 +1,82 @@
+// The whole service in one object: HTTP ingest, conversion, the fan-out hub
+// and the gRPC Subscribe service, started and stopped together.
+//
+// main() and the end-to-end tests both run the service through this class.
+
+#ifndef FANOUT_SERVER_APP_FANOUT_SERVER_H_
+#define FANOUT_SERVER_APP_FANOUT_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/convert/event_converter.h"
+#include "server/fanout/event_hub.h"
+#include "server/grpc/fanout_service.h"
+#include "server/http/http_server.h"
+#include "server/http/webhook_handler.h"
+#include "server/ingest/ingestor.h"
+
+namespace fanout {
+
+struct FanoutServerOptions {
+  HttpServerOptions http;
+  // Threads running HTTP sessions.
+  int http_threads = 2;
+  // host:port for gRPC; port 0 picks a free one.
+  std::string grpc_address = "127.0.0.1:50051";
+  EventConverterOptions converter;
+  EventHubOptions hub;
+  FanoutServiceOptions service;
+  // Time Shutdown gives open streams before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(5);
+};
+
+class FanoutServer {
+ public:
+  // Starts every component. Returns the first component's error (e.g.
+  // Unavailable when a port is taken); nothing keeps running then.
+  static absl::StatusOr<std::unique_ptr<FanoutServer>> Start(
+      FanoutServerOptions options);
+
+  // Calls Shutdown.
+  ~FanoutServer();
+
+  FanoutServer(const FanoutServer&) = delete;
+  FanoutServer& operator=(const FanoutServer&) = delete;
+
+  // Stops accepting HTTP connections, ends every Subscribe stream with
+  // UNAVAILABLE and stops all threads. Idempotent; not thread-safe.
+  void Shutdown();
+
+  uint16_t http_port() const { return http_->port(); }
+  int grpc_port() const { return grpc_port_; }
+  EventHub* hub() { return &hub_; }
+
+ private:
+  explicit FanoutServer(FanoutServerOptions options);
+
+  const FanoutServerOptions options_;
+  EventConverter converter_;
+  EventHub hub_;
+  Ingestor ingestor_;
+  WebhookHandler handler_;
+  FanoutService service_;
+
+  boost::asio::io_context io_context_;
+  std::unique_ptr<HttpServer> http_;
+  std::vector<std::thread> http_threads_;
+
+  std::unique_ptr<grpc::Server> grpc_;
+  int grpc_port_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace fanout
+
+#endif  // FANOUT_SERVER_APP_FANOUT_SERVER_H_

@@ -1,0 +1,141 @@
+#include "server/fanout/event_hub.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace fanout {
+
+using staffify::fanout::v1::Event;
+
+Subscription::Subscription(EventHub* hub, uint64_t id,
+                           SubscriptionFilter filter, uint64_t cursor,
+                           std::function<void()> wake)
+    : hub_(hub),
+      id_(id),
+      filter_(std::move(filter)),
+      cursor_(cursor),
+      wake_(std::move(wake)) {}
+
+Subscription::~Subscription() { Close(); }
+
+Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event) {
+  absl::MutexLock lock(&hub_->mu_);
+  if (hub_->closed_ || !attached_) return Next::kClosed;
+  if (cursor_ + 1 < hub_->first_sequence_) return Next::kFellBehind;
+
+  // Every event skipped here is one this subscriber never has to look at
+  // again, so the scan costs O(1) per event per subscriber overall.
+  while (cursor_ < hub_->last_sequence_) {
+    const auto& candidate = hub_->window_[cursor_ + 1 - hub_->first_sequence_];
+    ++cursor_;
+    if (filter_.Matches(candidate->event_type())) {
+      *event = candidate;
+      return Next::kEvent;
+    }
+  }
+  armed_ = true;
+  return Next::kNone;
+}
+
+uint64_t Subscription::cursor() const {
+  absl::MutexLock lock(&hub_->mu_);
+  return cursor_;
+}
+
+void Subscription::Wake() {
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  if (wake_) wake_();
+}
+
+void Subscription::Close() {
+  hub_->Detach(this);
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  wake_ = nullptr;
+}
+
+EventHub::EventHub(EventHubOptions options)
+    : window_events_(std::max<size_t>(options.window_events, 1)) {}
+
+uint64_t EventHub::Publish(Event event) {
+  std::vector<std::shared_ptr<Subscription>> to_wake;
+  uint64_t sequence;
+  {
+    absl::MutexLock lock(&mu_);
+    sequence = ++last_sequence_;
+    event.set_sequence(sequence);
+    auto stored = std::make_shared<const Event>(std::move(event));
+    window_.push_back(stored);
+    if (window_.size() > window_events_) {
+      window_.pop_front();
+      ++first_sequence_;
+    }
+    for (const Attached& attached : subscriptions_) {
+      Subscription* subscription = attached.subscription;
+      if (!subscription->filter_.Matches(stored->event_type())) {
+        // A subscriber that has read up to this event would only skip it.
+        // Skipping it now keeps an idle subscriber to rare types from
+        // falling out of the window while other types stream past.
+        if (subscription->cursor_ + 1 == sequence) {
+          subscription->cursor_ = sequence;
+        }
+        continue;
+      }
+      if (!subscription->armed_) continue;
+      if (auto handle = attached.handle.lock()) {
+        subscription->armed_ = false;
+        to_wake.push_back(std::move(handle));
+      }
+    }
+  }
+  for (const auto& subscription : to_wake) subscription->Wake();
+  return sequence;
+}
+
+std::shared_ptr<Subscription> EventHub::Subscribe(SubscriptionFilter filter,
+                                                  std::function<void()> wake) {
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<Subscription> subscription(
+      new Subscription(this, next_subscription_id_++, std::move(filter),
+                       last_sequence_, std::move(wake)));
+  subscriptions_.push_back({subscription.get(), subscription});
+  return subscription;
+}
+
+void EventHub::Close() {
+  std::vector<std::shared_ptr<Subscription>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    for (const Attached& attached : subscriptions_) {
+      if (auto handle = attached.handle.lock()) {
+        attached.subscription->armed_ = false;
+        to_wake.push_back(std::move(handle));
+      }
+    }
+  }
+  for (const auto& subscription : to_wake) subscription->Wake();
+}
+
+void EventHub::Detach(Subscription* subscription) {
+  absl::MutexLock lock(&mu_);
+  subscription->attached_ = false;
+  subscription->armed_ = false;
+  subscriptions_.erase(
+      std::remove_if(subscriptions_.begin(), subscriptions_.end(),
+                     [subscription](const Attached& attached) {
+                       return attached.subscription == subscription;
+                     }),
+      subscriptions_.end());
+}
+
+uint64_t EventHub::last_sequence() const {
+  absl::MutexLock lock(&mu_);
+  return last_sequence_;
+}
+
+size_t EventHub::subscriber_count() const {
+  absl::MutexLock lock(&mu_);
+  return subscriptions_.size();
+}
+
+}  // namespace fanout

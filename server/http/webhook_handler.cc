@@ -1,0 +1,112 @@
+#include "server/http/webhook_handler.h"
+
+#include <boost/beast/http/field.hpp>
+#include <boost/json.hpp>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "server/common/status_mapping.h"
+#include "server/convert/json_message.h"
+
+namespace fanout {
+namespace {
+
+namespace http = boost::beast::http;
+
+HttpResponse JsonResponse(http::status status,
+                          const boost::json::object& body) {
+  HttpResponse response(status, 11);
+  response.set(http::field::content_type, "application/json");
+  response.body() = boost::json::serialize(body);
+  response.body().push_back('\n');
+  response.prepare_payload();
+  return response;
+}
+
+absl::string_view PathOf(absl::string_view target) {
+  const size_t query = target.find('?');
+  return query == absl::string_view::npos ? target : target.substr(0, query);
+}
+
+}  // namespace
+
+HttpResponse JsonErrorResponse(http::status status, const std::string& name,
+                               const std::string& message) {
+  boost::json::object body;
+  body["error"] = name;
+  body["message"] = message;
+  return JsonResponse(status, body);
+}
+
+HttpResponse JsonErrorResponse(const absl::Status& status) {
+  return JsonErrorResponse(
+      static_cast<http::status>(HttpStatusFor(status.code())),
+      ErrorNameFor(status.code()), std::string(status.message()));
+}
+
+bool IsJsonContentType(const std::string& content_type) {
+  absl::string_view media_type = content_type;
+  const size_t semicolon = media_type.find(';');
+  if (semicolon != absl::string_view::npos) {
+    media_type = media_type.substr(0, semicolon);
+  }
+  return absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(media_type),
+                                "application/json");
+}
+
+WebhookHandler::WebhookHandler(Ingestor* ingestor) : ingestor_(ingestor) {}
+
+void WebhookHandler::Handle(HttpRequest request, Respond respond) {
+  const absl::string_view target(request.target().data(),
+                                 request.target().size());
+  if (PathOf(target) != kWebhookPath) {
+    respond(JsonErrorResponse(http::status::not_found, "not_found",
+                              absl::StrCat("no such path; deliveries go to ",
+                                           "POST ", kWebhookPath)));
+    return;
+  }
+  if (request.method() != http::verb::post) {
+    HttpResponse response = JsonErrorResponse(
+        http::status::method_not_allowed, "method_not_allowed",
+        absl::StrCat(kWebhookPath, " accepts POST only"));
+    response.set(http::field::allow, "POST");
+    respond(std::move(response));
+    return;
+  }
+  const auto content_type = request.find(http::field::content_type);
+  if (content_type == request.end() ||
+      !IsJsonContentType(std::string(content_type->value()))) {
+    respond(JsonErrorResponse(
+        http::status::unsupported_media_type, "unsupported_media_type",
+        "deliveries must have Content-Type: application/json"));
+    return;
+  }
+
+  ingestor_->Ingest(
+      std::move(request.body()),
+      [respond = std::move(respond)](absl::StatusOr<IngestResult> result) {
+        if (!result.ok()) {
+          respond(JsonErrorResponse(result.status()));
+          return;
+        }
+        boost::json::object body;
+        body["status"] = "accepted";
+        body["sequence"] = result->sequence;
+        body["id"] = result->id;
+        body["event"] = result->event_type;
+        if (!result->conversion_problems.empty()) {
+          boost::json::array problems;
+          for (const auto& problem : result->conversion_problems) {
+            problems.push_back(MessageToJsonObject(problem));
+          }
+          body["conversionProblems"] = std::move(problems);
+        }
+        respond(JsonResponse(http::status::ok, body));
+      });
+}
+
+}  // namespace fanout

@@ -1,0 +1,64 @@
+// Turns one HTTP request into one HTTP response: routing, the checks a
+// webhook endpoint owes its sender (method, content type), and the JSON
+// answers. The delivery itself is handed to the Ingestor.
+//
+// Knows nothing of sockets; HttpServer feeds it parsed requests.
+
+#ifndef FANOUT_SERVER_HTTP_WEBHOOK_HANDLER_H_
+#define FANOUT_SERVER_HTTP_WEBHOOK_HANDLER_H_
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "server/ingest/ingestor.h"
+
+namespace fanout {
+
+using HttpRequest =
+    boost::beast::http::request<boost::beast::http::string_body>;
+using HttpResponse =
+    boost::beast::http::response<boost::beast::http::string_body>;
+
+// Builds a response with a JSON body of the form
+// {"error": "<name>", "message": "<message>"}.
+HttpResponse JsonErrorResponse(boost::beast::http::status status,
+                               const std::string& name,
+                               const std::string& message);
+
+// As above, with the HTTP status and name chosen by the status mapping.
+HttpResponse JsonErrorResponse(const absl::Status& status);
+
+// Returns true if `content_type` names JSON: "application/json" in any
+// letter case, with or without parameters such as "; charset=utf-8".
+bool IsJsonContentType(const std::string& content_type);
+
+class WebhookHandler {
+ public:
+  using Respond = std::function<void(HttpResponse)>;
+
+  // The path deliveries are POSTed to.
+  static constexpr const char* kWebhookPath = "/webhooks";
+
+  // `ingestor` must outlive the handler.
+  explicit WebhookHandler(Ingestor* ingestor);
+
+  // Answers `request` by calling `respond` exactly once, possibly before
+  // Handle returns and on any thread:
+  //   POST /webhooks with a JSON delivery  200 {"status":"accepted",...}
+  //   a body that is not a usable delivery 400
+  //   any other path                       404
+  //   another method on /webhooks          405
+  //   a content type other than JSON       415
+  // The response's version and keep-alive are the caller's to set.
+  void Handle(HttpRequest request, Respond respond);
+
+ private:
+  Ingestor* const ingestor_;
+};
+
+}  // namespace fanout
+
+#endif  // FANOUT_SERVER_HTTP_WEBHOOK_HANDLER_H_

@@ -1,0 +1,100 @@
+// fanout-server: receives Staffify webhooks over HTTP and streams them to
+// gRPC subscribers. Parses flags, starts the service, waits for a signal.
+
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "server/app/fanout_server.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, http_address, "127.0.0.1",
+          "Address the HTTP ingest endpoint listens on.");
+ABSL_FLAG(uint16_t, http_port, 8080,
+          "Port of the HTTP ingest endpoint (0 picks a free one).");
+ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
+          "host:port the gRPC Subscribe service listens on.");
+ABSL_FLAG(int, http_threads, 2, "Threads serving HTTP connections.");
+ABSL_FLAG(uint64_t, max_body_bytes, 1 << 20,
+          "Largest delivery body accepted; larger ones get 413.");
+ABSL_FLAG(uint64_t, max_header_bytes, 16 << 10,
+          "Largest HTTP request line plus headers accepted; larger get 431.");
+ABSL_FLAG(absl::Duration, http_request_timeout, absl::Seconds(30),
+          "Time allowed to receive one whole request or send one response.");
+ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(60),
+          "Time an idle keep-alive HTTP connection stays open.");
+ABSL_FLAG(uint64_t, http_max_connections, 1024,
+          "HTTP connections open at once; more are answered 503.");
+ABSL_FLAG(uint64_t, max_json_depth, 32,
+          "Deepest nesting of JSON arrays/objects accepted in a delivery.");
+ABSL_FLAG(uint64_t, max_id_bytes, 256,
+          "Longest delivery id accepted, in bytes.");
+ABSL_FLAG(uint64_t, max_event_type_bytes, 256,
+          "Longest event type accepted, in bytes.");
+ABSL_FLAG(uint64_t, hub_window_events, 8192,
+          "Recent events kept in memory for subscribers; a subscriber more "
+          "than this many events behind is ended with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_subscribe_patterns, 64,
+          "Most event type patterns in one Subscribe request.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
+          "Time open gRPC streams get to end on shutdown.");
+ABSL_FLAG(std::string, log_level, "info",
+          "One of trace, debug, info, warn, error, critical, off.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Receives Staffify webhooks on POST /webhooks and streams them as "
+      "typed protobuf events to gRPC subscribers.");
+  absl::ParseCommandLine(argc, argv);
+
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  spdlog::set_level(spdlog::level::from_str(level));
+  if (spdlog::get_level() == spdlog::level::off && level != "off") {
+    spdlog::set_level(spdlog::level::info);
+    spdlog::warn("unknown --log_level \"{}\"; using info", level);
+  }
+
+  fanout::FanoutServerOptions options;
+  options.http.address = absl::GetFlag(FLAGS_http_address);
+  options.http.port = absl::GetFlag(FLAGS_http_port);
+  options.http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  options.http.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
+  options.http.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+  options.http.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  options.http.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  options.http_threads = absl::GetFlag(FLAGS_http_threads);
+  options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  options.converter.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);
+  options.converter.max_id_bytes = absl::GetFlag(FLAGS_max_id_bytes);
+  options.converter.max_event_type_bytes =
+      absl::GetFlag(FLAGS_max_event_type_bytes);
+  options.hub.window_events = absl::GetFlag(FLAGS_hub_window_events);
+  options.service.max_patterns = absl::GetFlag(FLAGS_max_subscribe_patterns);
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+
+  // Block the stop signals before any thread starts, so that only the
+  // sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = fanout::FanoutServer::Start(std::move(options));
+  if (!server.ok()) {
+    spdlog::critical("cannot start: {}", server.status().ToString());
+    return EXIT_FAILURE;
+  }
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("received signal {}; shutting down", signal_number);
+  (*server)->Shutdown();
+  return EXIT_SUCCESS;
+}

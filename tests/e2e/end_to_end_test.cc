@@ -1,0 +1,300 @@
+// Runs the whole service on free loopback ports and checks what subscribers
+// receive when the example deliveries are POSTed over real HTTP.
+
+#include <google/protobuf/util/message_differencer.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "client/webhook_sender.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/app/fanout_server.h"
+#include "server/convert/event_converter.h"
+#include "server/convert/event_json.h"
+#include "staffify/fanout/v1/fanout.grpc.pb.h"
+#include "tests/util/examples.h"
+
+namespace fanout {
+namespace {
+
+using staffify::fanout::v1::Event;
+using staffify::fanout::v1::Fanout;
+using staffify::fanout::v1::SubscribeRequest;
+using staffify::fanout::v1::SubscribeResponse;
+using ::testing::ElementsAreArray;
+
+// A Subscribe call whose events are read on a thread of its own.
+class TestSubscriber {
+ public:
+  TestSubscriber(const std::string& target,
+                 const std::vector<std::string>& patterns) {
+    stub_ = Fanout::NewStub(
+        grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    SubscribeRequest request;
+    for (const std::string& pattern : patterns) {
+      request.add_event_types(pattern);
+    }
+    reader_ = stub_->Subscribe(&context_, request);
+    thread_ = std::thread([this] {
+      SubscribeResponse response;
+      while (reader_->Read(&response)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        events_.push_back(response.event());
+        cv_.notify_all();
+      }
+      grpc::Status status = reader_->Finish();
+      std::lock_guard<std::mutex> lock(mu_);
+      status_ = status;
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+
+  ~TestSubscriber() {
+    context_.TryCancel();
+    thread_.join();
+  }
+
+  // Waits until `count` events arrived or the stream ended; returns them.
+  std::vector<Event> WaitForEvents(size_t count) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(20),
+                 [&] { return events_.size() >= count || done_; });
+    return events_;
+  }
+
+  // Waits for the stream to end and returns its status.
+  grpc::Status WaitForEnd() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(20), [&] { return done_; });
+    EXPECT_TRUE(done_) << "stream did not end";
+    return status_;
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  std::unique_ptr<Fanout::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<SubscribeResponse>> reader_;
+  std::thread thread_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Event> events_;
+  bool done_ = false;
+  grpc::Status status_;
+};
+
+class EndToEndTest : public ::testing::Test {
+ protected:
+  void StartServer(FanoutServerOptions options = {}) {
+    options.http.port = 0;
+    options.grpc_address = "127.0.0.1:0";
+    auto server = FanoutServer::Start(std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    grpc_target_ = absl::StrCat("127.0.0.1:", server_->grpc_port());
+    sender_ = std::make_unique<WebhookSender>(HttpUrl{
+        "127.0.0.1", std::to_string(server_->http_port()), "/webhooks"});
+  }
+
+  // Subscribers attach asynchronously; events published before a stream
+  // is attached are not meant for it.
+  void WaitForSubscribers(size_t count) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (server_->hub()->subscriber_count() != count &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_EQ(server_->hub()->subscriber_count(), count);
+  }
+
+  // POSTs `body` and returns the sequence the service assigned.
+  uint64_t Post(const std::string& body) {
+    absl::StatusOr<HttpAnswer> answer = sender_->PostJson(body);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    if (!answer.ok()) return 0;
+    EXPECT_EQ(answer->status, 200) << answer->body;
+    boost::json::value json = boost::json::parse(answer->body);
+    return json.at("sequence").to_number<uint64_t>();
+  }
+
+  std::unique_ptr<FanoutServer> server_;
+  std::string grpc_target_;
+  std::unique_ptr<WebhookSender> sender_;
+};
+
+std::vector<std::string> TypesOf(const std::vector<Event>& events) {
+  std::vector<std::string> types;
+  for (const Event& event : events) types.push_back(event.event_type());
+  return types;
+}
+
+TEST_F(EndToEndTest, SubscribersReceiveExactlyTheirMatchingExamplesInOrder) {
+  StartServer();
+  TestSubscriber tickets(grpc_target_, {"ticket.*"});
+  TestSubscriber mixed(grpc_target_,
+                       {"call.completed", "appointment.*", "test.ping"});
+  TestSubscriber everything(grpc_target_, {});
+  WaitForSubscribers(3);
+
+  std::vector<std::string> bodies;
+  std::vector<uint64_t> sequences;
+  for (const std::string& type : testing::ExampleEventTypes()) {
+    absl::StatusOr<std::string> body = testing::ReadExample(type);
+    ASSERT_TRUE(body.ok()) << body.status();
+    bodies.push_back(*body);
+    sequences.push_back(Post(*body));
+  }
+  ASSERT_EQ(sequences.front(), 1u);
+  ASSERT_EQ(sequences.back(), 18u);
+
+  EXPECT_THAT(TypesOf(tickets.WaitForEvents(4)),
+              ElementsAreArray({"ticket.created", "ticket.note_added",
+                                "ticket.resolved", "ticket.status_changed"}));
+  EXPECT_THAT(TypesOf(mixed.WaitForEvents(5)),
+              ElementsAreArray({"appointment.booked", "appointment.cancelled",
+                                "appointment.rescheduled", "call.completed",
+                                "test.ping"}));
+  std::vector<Event> all = everything.WaitForEvents(18);
+  ASSERT_EQ(all.size(), 18u);
+
+  // Full content: each event is exactly what the converter makes of the
+  // body, plus the sequence and receipt time, and its JSON form carries the
+  // example's data with Staffify's keys.
+  EventConverter converter;
+  for (size_t i = 0; i < all.size(); ++i) {
+    SCOPED_TRACE(all[i].event_type());
+    EXPECT_EQ(all[i].sequence(), sequences[i]);
+    EXPECT_EQ(all[i].raw_body(), bodies[i]);
+    EXPECT_GT(all[i].received_at().seconds(), 0);
+    EXPECT_EQ(all[i].conversion_problems_size(), 0);
+
+    absl::StatusOr<Event> expected = converter.Convert(bodies[i]);
+    ASSERT_TRUE(expected.ok());
+    Event received = all[i];
+    received.clear_sequence();
+    received.clear_received_at();
+    EXPECT_TRUE(
+        google::protobuf::util::MessageDifferencer::Equals(received, *expected))
+        << received.DebugString();
+
+    const boost::json::value original = boost::json::parse(bodies[i]);
+    const boost::json::object printed = EventToJson(all[i]);
+    EXPECT_EQ(printed.at("data"), original.at("data"));
+    EXPECT_EQ(printed.at("id"), original.at("id"));
+    EXPECT_EQ(printed.at("event"), original.at("event"));
+  }
+
+  // The filtered streams carry the same events as the unfiltered one.
+  for (const Event& event : tickets.WaitForEvents(4)) {
+    EXPECT_EQ(event.raw_body(), bodies[event.sequence() - 1]);
+  }
+}
+
+TEST_F(EndToEndTest, UnknownEventTypeIsDeliveredUntyped) {
+  StartServer();
+  TestSubscriber calls(grpc_target_, {"call.*"});
+  WaitForSubscribers(1);
+
+  const std::string body =
+      R"({"id":"wh_1","event":"call.ended","timestamp":"2026-03-01T10:00:00Z",)"
+      R"("api_version":"2","org_id":"org_9","data":{"call_id":"c_1",)"
+      R"("cost":{"total":1.25},"tags":["a","b"]}})";
+  Post(body);
+
+  std::vector<Event> events = calls.WaitForEvents(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].event_type(), "call.ended");
+  ASSERT_EQ(events[0].payload_case(), Event::kUntyped);
+  EXPECT_EQ(events[0].raw_body(), body);
+  EXPECT_EQ(boost::json::value(EventToJson(events[0]).at("data")),
+            boost::json::parse(R"({"call_id":"c_1","cost":{"total":1.25},)"
+                               R"("tags":["a","b"]})"));
+}
+
+TEST_F(EndToEndTest, MalformedPatternIsRejectedWithInvalidArgument) {
+  StartServer();
+  TestSubscriber bad(grpc_target_, {"ticket.*", "*.created"});
+  grpc::Status status = bad.WaitForEnd();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "\"*.created\""))
+      << status.error_message();
+}
+
+TEST_F(EndToEndTest, DisconnectedSubscriberIsCleanedUp) {
+  StartServer();
+  auto subscriber = std::make_unique<TestSubscriber>(
+      grpc_target_, std::vector<std::string>{});
+  WaitForSubscribers(1);
+  subscriber.reset();  // Cancels the call.
+  WaitForSubscribers(0);
+
+  // Ingest is unaffected.
+  absl::StatusOr<std::string> body = testing::ReadExample("test.ping");
+  ASSERT_TRUE(body.ok());
+  EXPECT_EQ(Post(*body), 1u);
+}
+
+TEST_F(EndToEndTest, StalledSubscriberIsEndedWithoutHoldingBackOthers) {
+  FanoutServerOptions options;
+  options.hub.window_events = 256;
+  StartServer(options);
+
+  // A raw call whose messages are never read: gRPC flow control soon stops
+  // the server writing to it, and it falls out of the window.
+  auto stub = Fanout::NewStub(
+      grpc::CreateChannel(grpc_target_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext stalled_context;
+  auto stalled = stub->Subscribe(&stalled_context, SubscribeRequest());
+  TestSubscriber reader(grpc_target_, {"*"});
+  WaitForSubscribers(2);
+
+  // Each event carries a 16 KiB transcript so that flow-control windows
+  // fill after a few hundred events.
+  const std::string transcript(16 << 10, 'x');
+  constexpr int kEvents = 2000;
+  for (int i = 0; i < kEvents; ++i) {
+    Post(absl::StrCat(R"({"id":"wh_)", i,
+                      R"(","event":"call.completed","timestamp":)",
+                      R"("2026-03-01T10:00:00Z","data":{"callId":)", i,
+                      R"(,"transcript":")", transcript, R"("}})"));
+  }
+
+  std::vector<Event> events = reader.WaitForEvents(kEvents);
+  ASSERT_EQ(events.size(), static_cast<size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(events[i].sequence(), static_cast<uint64_t>(i + 1));
+  }
+
+  SubscribeResponse response;
+  while (stalled->Read(&response)) {
+  }
+  grpc::Status status = stalled->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+}
+
+TEST_F(EndToEndTest, ShutdownEndsStreamsWithUnavailable) {
+  StartServer();
+  TestSubscriber subscriber(grpc_target_, {"*"});
+  WaitForSubscribers(1);
+  server_->Shutdown();
+  grpc::Status status = subscriber.WaitForEnd();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+}
+
+}  // namespace
+}  // namespace fanout
