@@ -2,6 +2,7 @@
 // file, and prints each answer.
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "client/webhook_sender.h"
+#include "server/common/flags_help.h"
 
 ABSL_FLAG(std::string, url, "http://127.0.0.1:8080/webhooks",
           "Where to POST the deliveries.");
@@ -23,6 +25,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Usage: fanout-send [--url=URL] FILE.json...\n"
       "POSTs each file as one webhook delivery and prints the answer.");
+  fanout::ShowOwnFlagsInHelp();
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
@@ -40,8 +43,9 @@ int main(int argc, char** argv) {
   int failures = 0;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string path = args[i];
+    std::error_code error;
     std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    if (!std::filesystem::is_regular_file(path, error) || !in) {
       std::cerr << path << ": cannot read\n";
       ++failures;
       continue;

@@ -1,16 +1,20 @@
 // fanout-server: receives Staffify webhooks over HTTP and streams them to
 // gRPC subscribers. Parses flags, starts the service, waits for a signal.
 
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "server/app/fanout_server.h"
+#include "server/common/flags_help.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, http_address, "127.0.0.1",
@@ -32,13 +36,42 @@ ABSL_FLAG(uint64_t, http_max_connections, 1024,
           "HTTP connections open at once; more are answered 503.");
 ABSL_FLAG(uint64_t, max_json_depth, 32,
           "Deepest nesting of JSON arrays/objects accepted in a delivery.");
+ABSL_FLAG(uint64_t, max_event_bytes, (4 << 20) - (64 << 10),
+          "Largest event, serialised, sent to subscribers; a delivery whose "
+          "typed form would be larger keeps only its raw body. Must exceed "
+          "--max_body_bytes by 64 KiB. Subscribers must accept messages of "
+          "this size (gRPC's default limit is 4 MiB).");
 ABSL_FLAG(uint64_t, max_id_bytes, 256,
           "Longest delivery id accepted, in bytes.");
 ABSL_FLAG(uint64_t, max_event_type_bytes, 256,
           "Longest event type accepted, in bytes.");
+ABSL_FLAG(std::string, data_dir, "data",
+          "Folder of the event log (created if missing).");
+ABSL_FLAG(std::string, sync, "normal",
+          "When the event log syncs to disk. normal: an acknowledged event "
+          "survives a crash of this process, not of the machine; full: "
+          "every commit is synced, surviving power loss too (slower).");
+ABSL_FLAG(absl::Duration, retention_age, absl::Hours(24 * 7),
+          "Events received longer ago than this are deleted (0: keep).");
+ABSL_FLAG(uint64_t, retention_bytes, 0,
+          "Stored event bytes kept at most, oldest deleted first (0: no "
+          "limit).");
+ABSL_FLAG(absl::Duration, retention_interval, absl::Minutes(1),
+          "How often retention runs.");
+ABSL_FLAG(uint64_t, log_max_batch, 256,
+          "Most deliveries committed to the event log in one transaction.");
 ABSL_FLAG(uint64_t, hub_window_events, 8192,
-          "Recent events kept in memory for subscribers; a subscriber more "
-          "than this many events behind is ended with RESOURCE_EXHAUSTED.");
+          "Recent events kept in memory for subscribers; subscribers further "
+          "behind are served from the event log.");
+ABSL_FLAG(uint64_t, hub_window_bytes, 64 << 20,
+          "Memory the in-memory window of recent events may take.");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(15),
+          "A stream with nothing to send for this long gets a heartbeat.");
+ABSL_FLAG(uint64_t, replay_batch, 256,
+          "Events read from the log at a time for a stream that is behind.");
+ABSL_FLAG(uint64_t, replay_batch_bytes, 4 << 20,
+          "Stored bytes read from the log at a time for a stream that is "
+          "behind (at least one event is read).");
 ABSL_FLAG(uint64_t, max_subscribe_patterns, 64,
           "Most event type patterns in one Subscribe request.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
@@ -50,7 +83,14 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Receives Staffify webhooks on POST /webhooks and streams them as "
       "typed protobuf events to gRPC subscribers.");
-  absl::ParseCommandLine(argc, argv);
+  fanout::ShowOwnFlagsInHelp();
+  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() > 1) {
+    std::fprintf(stderr,
+                 "fanout-server: unexpected argument \"%s\"; see --help\n",
+                 args[1]);
+    return EXIT_FAILURE;
+  }
 
   const std::string level = absl::GetFlag(FLAGS_log_level);
   spdlog::set_level(spdlog::level::from_str(level));
@@ -74,6 +114,28 @@ int main(int argc, char** argv) {
   options.converter.max_event_type_bytes =
       absl::GetFlag(FLAGS_max_event_type_bytes);
   options.hub.window_events = absl::GetFlag(FLAGS_hub_window_events);
+  options.hub.window_bytes = absl::GetFlag(FLAGS_hub_window_bytes);
+  options.converter.max_event_bytes = absl::GetFlag(FLAGS_max_event_bytes);
+  options.service.replay_batch_bytes =
+      std::max<uint64_t>(1, absl::GetFlag(FLAGS_replay_batch_bytes));
+  options.log.data_dir = absl::GetFlag(FLAGS_data_dir);
+  const std::string sync = absl::GetFlag(FLAGS_sync);
+  if (sync == "normal") {
+    options.log.sync = fanout::SyncPolicy::kNormal;
+  } else if (sync == "full") {
+    options.log.sync = fanout::SyncPolicy::kFull;
+  } else {
+    spdlog::critical("--sync must be normal or full, not \"{}\"", sync);
+    return EXIT_FAILURE;
+  }
+  options.log.retention_age = absl::GetFlag(FLAGS_retention_age);
+  options.log.retention_bytes = absl::GetFlag(FLAGS_retention_bytes);
+  options.log.retention_interval = absl::GetFlag(FLAGS_retention_interval);
+  options.log.max_batch =
+      std::max<uint64_t>(1, absl::GetFlag(FLAGS_log_max_batch));
+  options.service.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.service.replay_batch =
+      std::max<uint64_t>(1, absl::GetFlag(FLAGS_replay_batch));
   options.service.max_patterns = absl::GetFlag(FLAGS_max_subscribe_patterns);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
 

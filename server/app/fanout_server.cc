@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -18,22 +19,90 @@ FanoutServer::FanoutServer(FanoutServerOptions options)
     : options_(std::move(options)),
       converter_(options_.converter),
       hub_(options_.hub),
-      ingestor_(&converter_, &hub_),
-      handler_(&ingestor_),
-      service_(&hub_, options_.service),
       io_context_(options_.http_threads) {}
+
+absl::Status ValidateOptions(const FanoutServerOptions& options) {
+  const auto invalid = [](absl::string_view what) {
+    return absl::InvalidArgumentError(what);
+  };
+  if (options.http.max_body_bytes == 0) return invalid("max_body_bytes is 0");
+  if (options.http.max_body_bytes + (64 << 10) >
+      options.converter.max_event_bytes) {
+    return invalid(absl::StrCat(
+        "max_body_bytes must be at least 64 KiB below max_event_bytes (",
+        options.converter.max_event_bytes,
+        "), so that every accepted delivery fits in an event"));
+  }
+  if (options.http.max_header_bytes == 0) {
+    return invalid("max_header_bytes is 0");
+  }
+  if (options.http.request_timeout <= absl::ZeroDuration() ||
+      options.http.idle_timeout <= absl::ZeroDuration()) {
+    return invalid("HTTP timeouts must be positive");
+  }
+  if (options.http.max_connections == 0) {
+    return invalid("http_max_connections is 0");
+  }
+  if (options.http_threads < 1) return invalid("http_threads must be >= 1");
+  if (options.converter.max_json_depth < 2) {
+    return invalid("max_json_depth must be at least 2 (envelope and data)");
+  }
+  if (options.service.heartbeat_interval <= absl::ZeroDuration()) {
+    return invalid("heartbeat_interval must be positive");
+  }
+  if (options.log.retention_interval <= absl::ZeroDuration()) {
+    return invalid("retention_interval must be positive");
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
     FanoutServerOptions options) {
+  if (absl::Status status = ValidateOptions(options); !status.ok()) {
+    return status;
+  }
   std::unique_ptr<FanoutServer> server(new FanoutServer(std::move(options)));
+
+  // Committed events go to the hub, and from there to subscribers, in
+  // commit order on the log's writer thread.
+  EventHub* hub = &server->hub_;
+  absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(
+      server->options_.log,
+      [hub](
+          const std::vector<std::shared_ptr<const staffify::fanout::v1::Event>>&
+              events) {
+        for (const auto& event : events) hub->Publish(event);
+      });
+  if (!log.ok()) {
+    server->stopped_ = true;
+    return log.status();
+  }
+  server->log_ = *std::move(log);
+  server->hub_.StartAfter(server->log_->range().last);
+  server->ingestor_ =
+      std::make_unique<Ingestor>(&server->converter_, server->log_.get());
+  server->handler_ = std::make_unique<WebhookHandler>(server->ingestor_.get());
+  server->service_ = std::make_unique<FanoutService>(
+      &server->hub_, server->log_.get(), server->options_.service);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Without this a second server on the same port would silently share it
+  // and take half of the subscribers.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Subscribers hold streams open for days and ping to find dead
+  // connections (the client library every 30 s); allow that, and ping them
+  // in turn so that the server finds its dead streams too.
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
   builder.AddListeningPort(server->options_.grpc_address,
                            grpc::InsecureServerCredentials(),
                            &server->grpc_port_);
-  builder.RegisterService(&server->service_);
+  builder.RegisterService(server->service_.get());
   server->grpc_ = builder.BuildAndStart();
   if (server->grpc_ == nullptr || server->grpc_port_ == 0) {
     server->stopped_ = true;
@@ -42,8 +111,11 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
                                                server->options_.grpc_address));
   }
 
+  server->grpc_->GetHealthCheckService()->SetServingStatus(
+      staffify::fanout::v1::Fanout::service_full_name(), true);
+
   server->http_ = std::make_unique<HttpServer>(
-      &server->io_context_, &server->handler_, server->options_.http);
+      &server->io_context_, server->handler_.get(), server->options_.http);
   if (absl::Status status = server->http_->Start(); !status.ok()) {
     server->Shutdown();
     return status;
@@ -55,6 +127,9 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
     });
   }
 
+  server->ticker_ =
+      std::thread([server = server.get()] { server->TickLoop(); });
+
   spdlog::info("listening: HTTP {}:{} (POST {}), gRPC {} (port {})",
                server->options_.http.address, server->http_->port(),
                WebhookHandler::kWebhookPath, server->options_.grpc_address,
@@ -64,11 +139,31 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
 
 FanoutServer::~FanoutServer() { Shutdown(); }
 
+void FanoutServer::TickLoop() {
+  // Ticking at a quarter of the interval keeps heartbeats within 25% of it.
+  const absl::Duration period =
+      std::max(options_.service.heartbeat_interval / 4, absl::Milliseconds(5));
+  absl::MutexLock lock(&tick_mu_);
+  while (ticking_) {
+    tick_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](bool* ticking) { return !*ticking; }, &ticking_),
+        period);
+    if (ticking_) hub_.Tick();
+  }
+}
+
 void FanoutServer::Shutdown() {
   if (stopped_) return;
   stopped_ = true;
+  const bool started = grpc_ != nullptr && http_ != nullptr;
 
   if (http_) http_->Stop();
+  {
+    absl::MutexLock lock(&tick_mu_);
+    ticking_ = false;
+  }
+  if (ticker_.joinable()) ticker_.join();
   hub_.Close();
   if (grpc_) {
     grpc_->Shutdown(std::chrono::system_clock::now() +
@@ -78,7 +173,10 @@ void FanoutServer::Shutdown() {
   io_context_.stop();
   for (std::thread& thread : http_threads_) thread.join();
   http_threads_.clear();
-  spdlog::info("stopped after seq {}", hub_.last_sequence());
+  grpc_.reset();
+  service_.reset();
+  log_.reset();  // Commits what is queued.
+  if (started) spdlog::info("stopped after seq {}", hub_.last_sequence());
 }
 
 }  // namespace fanout

@@ -1,5 +1,6 @@
-// The whole service in one object: HTTP ingest, conversion, the fan-out hub
-// and the gRPC Subscribe service, started and stopped together.
+// The whole service in one object: HTTP ingest, conversion, the event log,
+// the fan-out hub and the gRPC Subscribe service, started and stopped
+// together.
 //
 // main() and the end-to-end tests both run the service through this class.
 
@@ -15,12 +16,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "server/convert/event_converter.h"
 #include "server/fanout/event_hub.h"
 #include "server/grpc/fanout_service.h"
 #include "server/http/http_server.h"
 #include "server/http/webhook_handler.h"
 #include "server/ingest/ingestor.h"
+#include "server/log/event_log.h"
 
 namespace fanout {
 
@@ -31,16 +34,23 @@ struct FanoutServerOptions {
   // host:port for gRPC; port 0 picks a free one.
   std::string grpc_address = "127.0.0.1:50051";
   EventConverterOptions converter;
+  EventLogOptions log;
   EventHubOptions hub;
   FanoutServiceOptions service;
   // Time Shutdown gives open streams before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(5);
 };
 
+// Returns InvalidArgument naming the first option that makes no sense (a
+// zero size limit, a non-positive timeout, limits that contradict each
+// other).
+absl::Status ValidateOptions(const FanoutServerOptions& options);
+
 class FanoutServer {
  public:
-  // Starts every component. Returns the first component's error (e.g.
-  // Unavailable when a port is taken); nothing keeps running then.
+  // Starts every component. Returns ValidateOptions' error, or the first
+  // component's (e.g. Unavailable when a port is taken); nothing keeps
+  // running then.
   static absl::StatusOr<std::unique_ptr<FanoutServer>> Start(
       FanoutServerOptions options);
 
@@ -51,22 +61,33 @@ class FanoutServer {
   FanoutServer& operator=(const FanoutServer&) = delete;
 
   // Stops accepting HTTP connections, ends every Subscribe stream with
-  // UNAVAILABLE and stops all threads. Idempotent; not thread-safe.
+  // UNAVAILABLE, commits the appends in flight and stops all threads.
+  // Idempotent; not thread-safe.
   void Shutdown();
 
   uint16_t http_port() const { return http_->port(); }
   int grpc_port() const { return grpc_port_; }
   EventHub* hub() { return &hub_; }
+  EventLog* log() { return log_.get(); }
 
  private:
   explicit FanoutServer(FanoutServerOptions options);
 
+  // Wakes the hub's streams so that idle ones send heartbeats on time.
+  void TickLoop();
+
   const FanoutServerOptions options_;
   EventConverter converter_;
   EventHub hub_;
-  Ingestor ingestor_;
-  WebhookHandler handler_;
-  FanoutService service_;
+  std::unique_ptr<EventLog> log_;
+  std::unique_ptr<Ingestor> ingestor_;
+  std::unique_ptr<WebhookHandler> handler_;
+  // Declared after the hub and the log: its replay threads use both.
+  std::unique_ptr<FanoutService> service_;
+
+  absl::Mutex tick_mu_;
+  bool ticking_ ABSL_GUARDED_BY(tick_mu_) = true;
+  std::thread ticker_;
 
   boost::asio::io_context io_context_;
   std::unique_ptr<HttpServer> http_;

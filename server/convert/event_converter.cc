@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/convert/event_type.h"
 #include "server/convert/json_message.h"
 #include "staffify/fanout/v1/events.pb.h"
 
@@ -100,6 +101,24 @@ void EventConverter::LimitProblems(
   summary->set_reason(absl::StrCat(count - kept, " more problems not listed"));
 }
 
+void EventConverter::LimitSize(Event* event) const {
+  if (event->ByteSizeLong() <= options_.max_event_bytes) return;
+  // A small body can expand a lot (a long array of 0s becomes as many
+  // Struct values): keep the event deliverable and the body exact.
+  const google::protobuf::FieldDescriptor* payload =
+      event->GetReflection()->GetOneofFieldDescriptor(
+          *event, Event::descriptor()->FindOneofByName("payload"));
+  if (payload != nullptr) {
+    event->GetReflection()->MutableMessage(event, payload)->Clear();
+  }
+  event->clear_conversion_problems();
+  auto* problem = event->add_conversion_problems();
+  problem->set_field("data");
+  problem->set_reason(absl::StrCat("converted event would exceed ",
+                                   options_.max_event_bytes,
+                                   " bytes; data kept only in rawBody"));
+}
+
 absl::StatusOr<Event> EventConverter::Convert(absl::string_view body) const {
   boost::json::parse_options parse_options;
   parse_options.max_depth = options_.max_json_depth;
@@ -122,6 +141,14 @@ absl::StatusOr<Event> EventConverter::Convert(absl::string_view body) const {
   absl::StatusOr<std::string> type =
       RequireString(envelope, "event", options_.max_event_type_bytes);
   if (!type.ok()) return type.status();
+  if (!IsPrintable(*id)) {
+    return Invalid("\"id\" must not contain control characters");
+  }
+  if (!IsEventType(*type)) {
+    return Invalid(
+        "\"event\" is not an event type: expected segments joined by '.', "
+        "without whitespace, control characters or '*'");
+  }
   absl::StatusOr<std::string> timestamp =
       RequireString(envelope, "timestamp", 64);
   if (!timestamp.ok()) return timestamp.status();
@@ -151,11 +178,13 @@ absl::StatusOr<Event> EventConverter::Convert(absl::string_view body) const {
                         event.mutable_conversion_problems());
   } else {
     // Types this version does not model still carry their data.
-    JsonObjectToStruct(data->get_object(), event.mutable_untyped());
+    JsonObjectToStruct(data->get_object(), "data", event.mutable_untyped(),
+                       event.mutable_conversion_problems());
   }
 
-  LimitProblems(event.mutable_conversion_problems());
   event.set_raw_body(std::string(body));
+  LimitSize(&event);
+  LimitProblems(event.mutable_conversion_problems());
   return event;
 }
 

@@ -34,6 +34,10 @@ struct EventConverterOptions {
   // keep an event at most about twice the size of its body.
   size_t max_conversion_problems = 64;
   size_t max_problem_path_bytes = 256;
+  // Largest event, serialised, that conversion may produce: one whose typed
+  // payload would make it larger keeps only raw_body and says so. The
+  // default fits gRPC's default 4 MiB receive limit with room to spare.
+  size_t max_event_bytes = (4 << 20) - (64 << 10);
 };
 
 // Stores `time` in `out`. REQUIRES: `time` is within the Timestamp range
@@ -52,10 +56,10 @@ class EventConverter {
   // received_at are left for the caller.
   //
   // Returns InvalidArgument, with a message naming the problem, when the body
-  // is not JSON, is not an object, or lacks a usable `id` (non-empty string),
-  // `event` (non-empty string), `timestamp` (RFC 3339 string) or `data`
-  // (object). Problems inside `data` never fail the call; they are listed in
-  // the Event's conversion_problems.
+  // is not JSON, is not an object, or lacks a usable `id` (non-empty string
+  // without control characters), `event` (an event type, see event_type.h),
+  // `timestamp` (RFC 3339 string) or `data` (object). Problems inside `data`
+  // never fail the call; they are listed in the Event's conversion_problems.
   //
   // Thread-safe.
   absl::StatusOr<staffify::fanout::v1::Event> Convert(
@@ -67,6 +71,8 @@ class EventConverter {
       absl::string_view event_type) const;
 
  private:
+  // Applies max_event_bytes.
+  void LimitSize(staffify::fanout::v1::Event* event) const;
   // Applies max_conversion_problems and max_problem_path_bytes.
   void LimitProblems(google::protobuf::RepeatedPtrField<
                      staffify::fanout::v1::ConversionProblem>* problems) const;

@@ -80,7 +80,11 @@ bool ToInteger(const boost::json::value& value, long double min,
       break;
     case boost::json::kind::double_: {
       double d = value.get_double();
-      if (!std::isfinite(d) || std::trunc(d) != d) {
+      if (!std::isfinite(d)) {
+        *reason = "number out of range";
+        return false;
+      }
+      if (std::trunc(d) != d) {
         *reason = Expected("an integer", value);
         return false;
       }
@@ -122,8 +126,11 @@ bool ToDouble(const boost::json::value& value, double* out) {
   }
 }
 
-void JsonToValue(const boost::json::value& json,
-                 google::protobuf::Value* value) {
+void JsonToValue(const boost::json::value& json, absl::string_view path,
+                 google::protobuf::Value* value, Problems* problems) {
+  // Integers a double holds exactly: beyond them a Struct number is
+  // rounded, and says so.
+  constexpr int64_t kExactLimit = int64_t{1} << 53;
   double number = 0;
   switch (json.kind()) {
     case boost::json::kind::null:
@@ -136,12 +143,20 @@ void JsonToValue(const boost::json::value& json,
     case boost::json::kind::uint64:
     case boost::json::kind::double_:
       ToDouble(json, &number);
-      // 1e400 parses as infinity, which JSON cannot print back; raw_body
-      // keeps the original text.
-      if (std::isfinite(number)) {
-        value->set_number_value(number);
-      } else {
+      if (!std::isfinite(number)) {
+        // 1e400 parses as infinity, which JSON cannot print back.
         value->set_null_value(google::protobuf::NULL_VALUE);
+        AddProblem(path, "number out of range; kept in rawBody", problems);
+        break;
+      }
+      value->set_number_value(number);
+      if ((json.is_int64() && (json.get_int64() > kExactLimit ||
+                               json.get_int64() < -kExactLimit)) ||
+          (json.is_uint64() &&
+           json.get_uint64() > static_cast<uint64_t>(kExactLimit))) {
+        AddProblem(path,
+                   "integer beyond 2^53 is rounded here; exact in rawBody",
+                   problems);
       }
       break;
     case boost::json::kind::string:
@@ -149,13 +164,16 @@ void JsonToValue(const boost::json::value& json,
       break;
     case boost::json::kind::array: {
       auto* list = value->mutable_list_value();
-      for (const auto& element : json.get_array()) {
-        JsonToValue(element, list->add_values());
+      const boost::json::array& array = json.get_array();
+      for (size_t i = 0; i < array.size(); ++i) {
+        JsonToValue(array[i], absl::StrCat(path, "[", i, "]"),
+                    list->add_values(), problems);
       }
       break;
     }
     case boost::json::kind::object:
-      JsonObjectToStruct(json.get_object(), value->mutable_struct_value());
+      JsonObjectToStruct(json.get_object(), path, value->mutable_struct_value(),
+                         problems);
       break;
   }
 }
@@ -267,8 +285,9 @@ bool SetField(const boost::json::value& value, const FieldDescriptor* field,
       Message* child = repeated ? reflection->AddMessage(message, field)
                                 : reflection->MutableMessage(message, field);
       if (field->message_type()->full_name() == "google.protobuf.Struct") {
-        JsonObjectToStruct(value.get_object(),
-                           static_cast<google::protobuf::Struct*>(child));
+        JsonObjectToStruct(value.get_object(), path,
+                           static_cast<google::protobuf::Struct*>(child),
+                           problems);
       } else {
         JsonObjectToMessage(value.get_object(), path, child, problems);
       }
@@ -286,8 +305,14 @@ boost::json::value StructValueToJson(const google::protobuf::Value& value) {
   switch (value.kind_case()) {
     case google::protobuf::Value::kBoolValue:
       return value.bool_value();
-    case google::protobuf::Value::kNumberValue:
-      return value.number_value();
+    case google::protobuf::Value::kNumberValue: {
+      // Integral numbers print as integers (42, not 4.2E1), as they came.
+      const double number = value.number_value();
+      if (std::trunc(number) == number && std::fabs(number) <= 9.0e15) {
+        return static_cast<int64_t>(number);
+      }
+      return number;
+    }
     case google::protobuf::Value::kStringValue:
       return boost::json::string(value.string_value());
     case google::protobuf::Value::kListValue: {
@@ -380,10 +405,13 @@ boost::json::value FieldValueToJson(const Message& message,
 }  // namespace
 
 void JsonObjectToStruct(const boost::json::object& object,
-                        google::protobuf::Struct* out) {
+                        absl::string_view path, google::protobuf::Struct* out,
+                        Problems* problems) {
   auto* fields = out->mutable_fields();
   for (const auto& entry : object) {
-    JsonToValue(entry.value(), &(*fields)[std::string(entry.key())]);
+    const std::string key(entry.key());
+    JsonToValue(entry.value(), absl::StrCat(path, ".", key), &(*fields)[key],
+                problems);
   }
 }
 

@@ -37,9 +37,14 @@ void JsonObjectToMessage(
     google::protobuf::RepeatedPtrField<staffify::fanout::v1::ConversionProblem>*
         problems);
 
-// Copies `object` into `out`. Numbers become doubles (the Struct rule).
-void JsonObjectToStruct(const boost::json::object& object,
-                        google::protobuf::Struct* out);
+// Copies `object`, found at JSON path `path`, into `out`. Numbers become
+// doubles (the Struct rule); those that do not survive that (out of range,
+// integers beyond 2^53) are recorded in `problems`.
+void JsonObjectToStruct(
+    const boost::json::object& object, absl::string_view path,
+    google::protobuf::Struct* out,
+    google::protobuf::RepeatedPtrField<staffify::fanout::v1::ConversionProblem>*
+        problems);
 
 // Returns `message` as a JSON object keyed by json_name. Only fields that
 // are present are written (for proto3 fields without presence: non-default

@@ -26,7 +26,8 @@ Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event) {
   // Every event skipped here is one this subscriber never has to look at
   // again, so the scan costs O(1) per event per subscriber overall.
   while (cursor_ < hub_->last_sequence_) {
-    const auto& candidate = hub_->window_[cursor_ + 1 - hub_->first_sequence_];
+    const auto& candidate =
+        hub_->window_[cursor_ + 1 - hub_->first_sequence_].event;
     ++cursor_;
     if (filter_.Matches(candidate->event_type())) {
       *event = candidate;
@@ -35,6 +36,11 @@ Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event) {
   }
   armed_ = true;
   return Next::kNone;
+}
+
+void Subscription::Seek(uint64_t through) {
+  absl::MutexLock lock(&hub_->mu_);
+  cursor_ = std::max(cursor_, through);
 }
 
 uint64_t Subscription::cursor() const {
@@ -54,49 +60,107 @@ void Subscription::Close() {
 }
 
 EventHub::EventHub(EventHubOptions options)
-    : window_events_(std::max<size_t>(options.window_events, 1)) {}
+    : window_events_(std::max<size_t>(options.window_events, 1)),
+      window_bytes_(options.window_bytes) {}
 
 uint64_t EventHub::Publish(Event event) {
   std::vector<std::shared_ptr<Subscription>> to_wake;
   uint64_t sequence;
   {
     absl::MutexLock lock(&mu_);
-    sequence = ++last_sequence_;
+    sequence = last_sequence_ + 1;
     event.set_sequence(sequence);
-    auto stored = std::make_shared<const Event>(std::move(event));
-    window_.push_back(stored);
-    if (window_.size() > window_events_) {
-      window_.pop_front();
-      ++first_sequence_;
-    }
-    for (const Attached& attached : subscriptions_) {
-      Subscription* subscription = attached.subscription;
-      if (!subscription->filter_.Matches(stored->event_type())) {
-        // A subscriber that has read up to this event would only skip it.
-        // Skipping it now keeps an idle subscriber to rare types from
-        // falling out of the window while other types stream past.
-        if (subscription->cursor_ + 1 == sequence) {
-          subscription->cursor_ = sequence;
-        }
-        continue;
-      }
-      if (!subscription->armed_) continue;
-      if (auto handle = attached.handle.lock()) {
-        subscription->armed_ = false;
-        to_wake.push_back(std::move(handle));
-      }
-    }
+    PublishLocked(std::make_shared<const Event>(std::move(event)), &to_wake);
   }
   for (const auto& subscription : to_wake) subscription->Wake();
   return sequence;
 }
 
+void EventHub::Publish(std::shared_ptr<const Event> event) {
+  std::vector<std::shared_ptr<Subscription>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    PublishLocked(std::move(event), &to_wake);
+  }
+  for (const auto& subscription : to_wake) subscription->Wake();
+}
+
+void EventHub::PublishLocked(
+    std::shared_ptr<const Event> stored,
+    std::vector<std::shared_ptr<Subscription>>* to_wake) {
+  const uint64_t sequence = stored->sequence();
+  if (sequence <= last_sequence_) return;  // Already published.
+  if (sequence != last_sequence_ + 1) {
+    // A gap: the window must stay contiguous, so it restarts here and
+    // subscribers behind it are sent to the log.
+    window_.clear();
+    window_bytes_used_ = 0;
+    first_sequence_ = sequence;
+  }
+  last_sequence_ = sequence;
+  const size_t bytes = stored->SpaceUsedLong();
+  window_.push_back({stored, bytes});
+  window_bytes_used_ += bytes;
+  while (window_.size() > 1 && (window_.size() > window_events_ ||
+                                window_bytes_used_ > window_bytes_)) {
+    window_bytes_used_ -= window_.front().bytes;
+    window_.pop_front();
+    ++first_sequence_;
+  }
+  for (const Attached& attached : subscriptions_) {
+    Subscription* subscription = attached.subscription;
+    if (!subscription->filter_.Matches(stored->event_type())) {
+      // A subscriber that has read up to this event would only skip it.
+      // Skipping it now keeps an idle subscriber to rare types from
+      // falling out of the window while other types stream past.
+      if (subscription->cursor_ + 1 == sequence) {
+        subscription->cursor_ = sequence;
+      }
+      continue;
+    }
+    if (!subscription->armed_) continue;
+    if (auto handle = attached.handle.lock()) {
+      subscription->armed_ = false;
+      to_wake->push_back(std::move(handle));
+    }
+  }
+}
+
+void EventHub::StartAfter(uint64_t last_sequence) {
+  absl::MutexLock lock(&mu_);
+  window_.clear();
+  window_bytes_used_ = 0;
+  last_sequence_ = last_sequence;
+  first_sequence_ = last_sequence + 1;
+}
+
+void EventHub::Tick() {
+  std::vector<std::shared_ptr<Subscription>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const Attached& attached : subscriptions_) {
+      if (!attached.subscription->armed_) continue;
+      if (auto handle = attached.handle.lock()) {
+        attached.subscription->armed_ = false;
+        to_wake.push_back(std::move(handle));
+      }
+    }
+  }
+  for (const auto& subscription : to_wake) subscription->Wake();
+}
+
 std::shared_ptr<Subscription> EventHub::Subscribe(SubscriptionFilter filter,
+                                                  std::function<void()> wake) {
+  return Subscribe(std::move(filter), std::nullopt, std::move(wake));
+}
+
+std::shared_ptr<Subscription> EventHub::Subscribe(SubscriptionFilter filter,
+                                                  std::optional<uint64_t> after,
                                                   std::function<void()> wake) {
   absl::MutexLock lock(&mu_);
   std::shared_ptr<Subscription> subscription(
       new Subscription(this, next_subscription_id_++, std::move(filter),
-                       last_sequence_, std::move(wake)));
+                       after.value_or(last_sequence_), std::move(wake)));
   subscriptions_.push_back({subscription.get(), subscription});
   return subscription;
 }

@@ -1,12 +1,12 @@
-// The in-process fan-out hub: assigns sequence numbers to accepted events,
-// keeps the most recent ones in a bounded window, and lets each subscriber
-// read them in order at its own pace.
+// The in-process fan-out hub: keeps the most recently committed events in a
+// bounded window and lets each subscriber read them in order at its own pace.
 //
-// Subscribers pull: each Subscription has a cursor into the window and asks
-// for the next matching event when it is ready to send one. A publish never
-// waits for a subscriber, and memory is bounded by the window, not by the
-// number or speed of subscribers. A subscriber whose cursor falls out of the
-// window is told so and must be ended.
+// Subscribers pull: each Subscription has a cursor (the last sequence it
+// considered) and asks for the next matching event when it is ready to send
+// one. A publish never waits for a subscriber, and memory is bounded by the
+// window, not by the number or speed of subscribers. A subscriber whose
+// cursor falls out of the window is told so, reads from the event log
+// instead, and Seeks past what it read.
 
 #ifndef FANOUT_SERVER_FANOUT_EVENT_HUB_H_
 #define FANOUT_SERVER_FANOUT_EVENT_HUB_H_
@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -27,8 +28,10 @@
 namespace fanout {
 
 struct EventHubOptions {
-  // How many recent events stay in memory for subscribers to read.
+  // How many recent events stay in memory for subscribers to read, at
+  // most, and how much memory they may take (the newest event always stays).
   size_t window_events = 8192;
+  size_t window_bytes = 64 << 20;
 };
 
 class EventHub;
@@ -40,7 +43,8 @@ class Subscription {
   enum class Next {
     kEvent,       // *event holds the next matching event.
     kNone,        // Nothing yet; `wake` will be called when there is.
-    kFellBehind,  // Events this subscriber had not read left the window.
+    kFellBehind,  // The events after the cursor left the window: read
+                  // them from the event log, then Seek.
     kClosed,      // The hub is shutting down.
   };
 
@@ -51,6 +55,10 @@ class Subscription {
   // next matching publish (or the hub closing) calls `wake` once, on the
   // publishing thread.
   Next Read(std::shared_ptr<const staffify::fanout::v1::Event>* event);
+
+  // Moves the cursor forward to `through` (never back), after the caller
+  // delivered events up to it from elsewhere.
+  void Seek(uint64_t through);
 
   // Detaches from the hub. After Close returns, `wake` is not running and
   // will not be called again. Idempotent.
@@ -90,15 +98,36 @@ class EventHub {
   EventHub(const EventHub&) = delete;
   EventHub& operator=(const EventHub&) = delete;
 
-  // Assigns `event` the next sequence number (the first is 1), keeps it in
-  // the window and wakes the subscribers it matches. Returns the sequence.
+  // Keeps `event`, whose sequence is set, in the window and wakes the
+  // subscribers it matches. Events must come in sequence order; one at or
+  // below the last published is ignored, and a gap restarts the window.
   // Thread-safe; never blocks on subscribers.
+  void Publish(std::shared_ptr<const staffify::fanout::v1::Event> event);
+
+  // As above, for an event without a sequence: assigns it the next one
+  // (the first is 1) and returns it. For hubs that are their own source of
+  // sequence numbers, such as in tests.
   uint64_t Publish(staffify::fanout::v1::Event event);
+
+  // Makes `last_sequence` the last published, with an empty window: for a
+  // hub started over an existing log. Call before any Publish.
+  void StartAfter(uint64_t last_sequence);
+
+  // Wakes every armed subscriber, so that streams can act on time passing
+  // (send heartbeats). Thread-safe.
+  void Tick();
 
   // Attaches a subscriber that receives events published from now on that
   // match `filter`. `wake` is called as Subscription::Read describes; it must
   // not call Close on its own subscription. Thread-safe.
   std::shared_ptr<Subscription> Subscribe(SubscriptionFilter filter,
+                                          std::function<void()> wake);
+
+  // As above, starting after sequence `after` (the next Read looks at
+  // after + 1) instead of after the last published; nullopt means the
+  // latter.
+  std::shared_ptr<Subscription> Subscribe(SubscriptionFilter filter,
+                                          std::optional<uint64_t> after,
                                           std::function<void()> wake);
 
   // Makes every Read return kClosed from now on and wakes all subscribers.
@@ -111,13 +140,23 @@ class EventHub {
   friend class Subscription;
 
   void Detach(Subscription* subscription);
+  // Publish with mu_ held; collects the subscriptions to wake once mu_ is
+  // released.
+  void PublishLocked(std::shared_ptr<const staffify::fanout::v1::Event> event,
+                     std::vector<std::shared_ptr<Subscription>>* to_wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t window_events_;
+  const size_t window_bytes_;
 
   mutable absl::Mutex mu_;
   // window_[i] has sequence first_sequence_ + i.
-  std::deque<std::shared_ptr<const staffify::fanout::v1::Event>> window_
-      ABSL_GUARDED_BY(mu_);
+  struct Slot {
+    std::shared_ptr<const staffify::fanout::v1::Event> event;
+    size_t bytes;  // Memory the event takes.
+  };
+  std::deque<Slot> window_ ABSL_GUARDED_BY(mu_);
+  size_t window_bytes_used_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t first_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_subscription_id_ ABSL_GUARDED_BY(mu_) = 1;

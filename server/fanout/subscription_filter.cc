@@ -7,26 +7,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/convert/event_type.h"
 
 namespace fanout {
-namespace {
-
-bool IsSegment(absl::string_view segment) {
-  return !segment.empty() &&
-         std::all_of(segment.begin(), segment.end(), [](char c) {
-           return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-                  c == '_' || c == '-';
-         });
-}
-
-bool IsDottedName(absl::string_view text) {
-  for (absl::string_view segment : absl::StrSplit(text, '.')) {
-    if (!IsSegment(segment)) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 absl::StatusOr<SubscriptionFilter> SubscriptionFilter::Create(
     const std::vector<std::string>& patterns) {
@@ -37,13 +20,13 @@ absl::StatusOr<SubscriptionFilter> SubscriptionFilter::Create(
       filter.match_all_ = true;
     } else if (absl::EndsWith(pattern, ".*")) {
       absl::string_view domain(pattern.data(), pattern.size() - 2);
-      if (!IsDottedName(domain) || absl::StrContains(domain, '.')) {
+      if (!IsEventTypeSegment(domain)) {
         return absl::InvalidArgumentError(
             absl::StrCat("malformed event type pattern \"", pattern,
                          "\": a wildcard pattern is \"<domain>.*\""));
       }
       filter.domains_.emplace_back(domain);
-    } else if (IsDottedName(pattern)) {
+    } else if (IsEventType(pattern)) {
       filter.exact_types_.push_back(pattern);
     } else {
       return absl::InvalidArgumentError(absl::StrCat(

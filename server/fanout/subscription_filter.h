@@ -21,8 +21,8 @@ class SubscriptionFilter {
  public:
   // Builds the filter for `patterns`; an empty list matches every type.
   // Returns InvalidArgument naming the first malformed pattern. A pattern is
-  // "*"; a domain of [A-Za-z0-9_-] followed by ".*"; or an exact type, one or
-  // more such segments joined by '.'.
+  // "*"; a domain (one segment, see server/convert/event_type.h) followed by
+  // ".*"; or an exact event type.
   static absl::StatusOr<SubscriptionFilter> Create(
       const std::vector<std::string>& patterns);
 

@@ -1,5 +1,6 @@
 #include "server/grpc/fanout_service.h"
 
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +15,7 @@ namespace fanout {
 namespace {
 
 using staffify::fanout::v1::Event;
+using staffify::fanout::v1::StartPosition;
 using staffify::fanout::v1::SubscribeRequest;
 using staffify::fanout::v1::SubscribeResponse;
 
@@ -24,18 +26,31 @@ class FailedStream : public grpc::ServerWriteReactor<SubscribeResponse> {
   void OnDone() override { delete this; }
 };
 
-// One Subscribe stream. Callbacks arrive on gRPC's threads and the hub's
-// wake-ups on publishing threads; mu_ orders them. StartWrite and Finish are
-// called after mu_ is released, so that a reactor callback run inline can
-// never find it held. The reactor deletes itself in OnDone, after closing
-// its subscription so that no wake-up can reach it afterwards.
+struct StreamContext {
+  EventHub* hub;
+  EventLog* log;
+  WorkQueue* replay_queue;
+  const FanoutServiceOptions* options;
+};
+
+// One Subscribe stream. Callbacks arrive on gRPC's threads, hub wake-ups on
+// the log's writer thread, replay results on the replay queue; mu_ orders
+// them. StartWrite and Finish are called after mu_ is released, so that a
+// reactor callback run inline can never find it held.
+//
+// Lifetime: gRPC holds one reference until OnDone, and each replay task in
+// flight holds another; the last to let go deletes the stream. OnDone
+// closes the hub subscription first, so no wake-up arrives afterwards.
 class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
  public:
-  SubscribeStream(EventHub* hub, SubscriptionFilter filter,
-                  const std::string& patterns, const std::string& peer) {
-    subscription_ = hub->Subscribe(std::move(filter), [this] { Pump(); });
-    spdlog::info("subscriber {} attached from {} for [{}]", subscription_->id(),
-                 peer, patterns);
+  SubscribeStream(const StreamContext& context, SubscriptionFilter filter,
+                  std::optional<uint64_t> after, const std::string& patterns,
+                  const std::string& peer)
+      : context_(context), filter_(filter), last_activity_(absl::Now()) {
+    subscription_ =
+        context_.hub->Subscribe(std::move(filter), after, [this] { Pump(); });
+    spdlog::info("subscriber {} attached from {} for [{}] after seq {}",
+                 subscription_->id(), peer, patterns, subscription_->cursor());
     Pump();
   }
 
@@ -48,6 +63,7 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
+      last_activity_ = absl::Now();
     }
     Pump();
   }
@@ -58,21 +74,51 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
     subscription_->Close();
     spdlog::info("subscriber {} detached at seq {}", subscription_->id(),
                  subscription_->cursor());
-    delete this;
+    Release();
   }
 
  private:
-  // Starts the next write if none is in flight and an event is ready, or
-  // ends the stream if the subscription can no longer deliver.
+  enum class Action { kNothing, kWrite, kReplay, kClose };
+
+  // Starts the next write if none is in flight and something is ready,
+  // starts a replay step if the stream is behind the hub's window, or ends
+  // the stream if the hub is closing.
   void Pump() {
-    std::shared_ptr<const Event> event;
-    Subscription::Next next;
+    Action action = Action::kNothing;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (writing_ || finished_) return;
-      next = subscription_->Read(&event);
-      if (next == Subscription::Next::kNone) return;
-      if (next == Subscription::Next::kEvent) {
+      if (writing_ || finished_ || replaying_) return;
+
+      std::shared_ptr<const Event> event;
+      if (!backlog_.empty()) {
+        event = std::move(backlog_.front());
+        backlog_.pop_front();
+        action = Action::kWrite;
+      } else {
+        switch (subscription_->Read(&event)) {
+          case Subscription::Next::kEvent:
+            action = Action::kWrite;
+            break;
+          case Subscription::Next::kNone:
+            if (absl::Now() - last_activity_ >=
+                context_.options->heartbeat_interval) {
+              response_.mutable_heartbeat()->set_sequence(
+                  subscription_->cursor());
+              writing_ = true;
+              action = Action::kWrite;
+            }
+            break;
+          case Subscription::Next::kFellBehind:
+            replaying_ = true;
+            ++references_;
+            action = Action::kReplay;
+            break;
+          case Subscription::Next::kClosed:
+            action = Action::kClose;
+            break;
+        }
+      }
+      if (event != nullptr) {
         // TODO: this copies each event once per subscriber; serialising it
         // once and sharing the bytes needs a custom serialisation path.
         *response_.mutable_event() = *event;
@@ -80,29 +126,68 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
       }
     }
 
-    switch (next) {
-      case Subscription::Next::kEvent:
+    switch (action) {
+      case Action::kWrite:
         StartWrite(&response_);
         return;
-      case Subscription::Next::kFellBehind:
-        spdlog::warn(
-            "subscriber {} fell behind the in-memory window at seq "
-            "{}; ending its stream",
-            subscription_->id(), subscription_->cursor());
-        Stop(grpc::Status(
-            grpc::StatusCode::RESOURCE_EXHAUSTED,
-            absl::StrCat("subscriber fell behind the live stream after seq ",
-                         subscription_->cursor(),
-                         "; the events it had not read left the server's "
-                         "memory window")));
+      case Action::kReplay:
+        context_.replay_queue->Post([this] { ReplayStep(); });
         return;
-      case Subscription::Next::kClosed:
+      case Action::kClose:
         Stop(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "server is shutting down"));
+                          "server is shutting down; resume with "
+                          "after_sequence"));
         return;
-      case Subscription::Next::kNone:
+      case Action::kNothing:
         return;
     }
+  }
+
+  // Reads the next batch of matching events after the cursor from the log,
+  // on the replay queue.
+  void ReplayStep() {
+    const uint64_t after = subscription_->cursor();
+    const LogRange range = context_.log->range();
+    absl::Status status;
+    std::vector<std::shared_ptr<const Event>> events;
+    uint64_t scanned_through = after;
+    if (after + 1 < range.first) {
+      status = absl::OutOfRangeError(absl::StrCat(
+          "events after seq ", after,
+          " were removed by retention while this stream was behind; the "
+          "oldest retained is seq ",
+          range.first));
+    } else {
+      status = context_.log->Read(
+          after, context_.options->replay_batch,
+          context_.options->replay_batch_bytes,
+          [this](const std::string& type) { return filter_.Matches(type); },
+          &events, &scanned_through);
+      if (status.ok() && scanned_through == after) {
+        status = absl::UnavailableError(
+            absl::StrCat("event log has nothing after seq ", after));
+      }
+    }
+
+    if (!status.ok()) {
+      spdlog::warn("subscriber {} replay after seq {} failed: {}",
+                   subscription_->id(), after, status.ToString());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        replaying_ = false;
+      }
+      Stop(ToGrpcStatus(status));
+    } else {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        backlog_.assign(std::make_move_iterator(events.begin()),
+                        std::make_move_iterator(events.end()));
+        subscription_->Seek(scanned_through);
+        replaying_ = false;
+      }
+      Pump();
+    }
+    Release();
   }
 
   // Finishes the stream with `status` unless it is already finishing.
@@ -115,17 +200,87 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
     Finish(status);
   }
 
-  std::mutex mu_;
-  bool writing_ = false;   // Guarded by mu_.
-  bool finished_ = false;  // Guarded by mu_.
-  SubscribeResponse response_;
+  void Release() {
+    bool last;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last = --references_ == 0;
+    }
+    if (last) delete this;
+  }
+
+  const StreamContext context_;
+  const SubscriptionFilter filter_;
   std::shared_ptr<Subscription> subscription_;
+
+  std::mutex mu_;
+  bool writing_ = false;                              // Guarded by mu_.
+  bool finished_ = false;                             // Guarded by mu_.
+  bool replaying_ = false;                            // Guarded by mu_.
+  int references_ = 1;                                // Guarded by mu_.
+  absl::Time last_activity_;                          // Guarded by mu_.
+  std::deque<std::shared_ptr<const Event>> backlog_;  // Guarded by mu_.
+  SubscribeResponse response_;  // Owned by the write in flight.
 };
 
 }  // namespace
 
-FanoutService::FanoutService(EventHub* hub, FanoutServiceOptions options)
-    : hub_(hub), options_(options) {}
+FanoutService::FanoutService(EventHub* hub, EventLog* log,
+                             FanoutServiceOptions options)
+    : hub_(hub),
+      log_(log),
+      options_(options),
+      replay_queue_(options.replay_threads) {}
+
+absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
+    const StartPosition& start) const {
+  const LogRange range = log_->range();
+  const std::string valid =
+      range.first > range.last
+          ? absl::StrCat("the log holds no events; the newest sequence is ",
+                         range.last)
+          : absl::StrCat("retained sequences are ", range.first, "..",
+                         range.last);
+  switch (start.position_case()) {
+    case StartPosition::POSITION_NOT_SET:
+    case StartPosition::kNewOnly:
+      return std::nullopt;
+    case StartPosition::kFromOldest:
+      return range.first - 1;
+    case StartPosition::kAfterSequence: {
+      const uint64_t after = start.after_sequence();
+      if (after > range.last) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "after_sequence ", after, " is beyond the newest event; ", valid));
+      }
+      if (after + 1 < range.first) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "after_sequence ", after, " is older than retention; ", valid));
+      }
+      return after;
+    }
+    case StartPosition::kSinceTime: {
+      // The range google.protobuf.Timestamp allows: years 1 to 9999.
+      if (start.since_time().seconds() < -62135596800 ||
+          start.since_time().seconds() > 253402300799 ||
+          start.since_time().nanos() < 0 ||
+          start.since_time().nanos() > 999999999) {
+        return absl::InvalidArgumentError("since_time is not a valid time");
+      }
+      const absl::Time since =
+          absl::FromUnixSeconds(start.since_time().seconds()) +
+          absl::Nanoseconds(start.since_time().nanos());
+      absl::StatusOr<uint64_t> first = log_->FirstSequenceSince(since);
+      if (!first.ok()) {
+        return absl::Status(
+            first.status().code(),
+            absl::StrCat(first.status().message(), "; ", valid));
+      }
+      return *first - 1;
+    }
+  }
+  return absl::InvalidArgumentError("unknown start position");
+}
 
 grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
     grpc::CallbackServerContext* context, const SubscribeRequest* request) {
@@ -151,9 +306,14 @@ grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
       SubscriptionFilter::Create(patterns);
   if (!filter.ok()) return new FailedStream(ToGrpcStatus(filter.status()));
 
+  absl::StatusOr<std::optional<uint64_t>> after =
+      ResolveStart(request->start());
+  if (!after.ok()) return new FailedStream(ToGrpcStatus(after.status()));
+
   return new SubscribeStream(
-      hub_, *std::move(filter),
-      patterns.empty() ? "*" : absl::StrJoin(patterns, ","), context->peer());
+      StreamContext{hub_, log_, &replay_queue_, &options_}, *std::move(filter),
+      *after, patterns.empty() ? "*" : absl::StrJoin(patterns, ","),
+      context->peer());
 }
 
 }  // namespace fanout

@@ -1,16 +1,23 @@
-// The gRPC face of the hub: serves staffify.fanout.v1.Fanout/Subscribe with
-// the callback API, one reactor per stream.
+// The gRPC face of the service: serves staffify.fanout.v1.Fanout/Subscribe
+// with the callback API, one reactor per stream.
 //
-// Each stream keeps at most one write in flight; when it completes, the
-// reactor pulls the next matching event from its hub Subscription, so a slow
-// client only holds back its own stream.
+// A stream starts at the requested position, replays from the event log
+// while it is behind the hub's in-memory window, then follows the hub. Each
+// stream keeps at most one write in flight and pulls the next event when it
+// completes, so a slow client only holds back its own stream, and whatever
+// it has not read stays in the log rather than in memory.
 
 #ifndef FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
 #define FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
 
 #include <cstddef>
+#include <optional>
 
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/common/work_queue.h"
 #include "server/fanout/event_hub.h"
+#include "server/log/event_log.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
 
 namespace fanout {
@@ -20,21 +27,40 @@ struct FanoutServiceOptions {
   size_t max_patterns = 64;
   // Longest pattern accepted, in bytes.
   size_t max_pattern_bytes = 256;
+  // A stream with nothing to send for this long gets a Heartbeat.
+  absl::Duration heartbeat_interval = absl::Seconds(15);
+  // Events one replay step reads from the log (and holds in memory) for a
+  // stream that is behind the window, at most, and their stored bytes at
+  // most (at least one event is read).
+  size_t replay_batch = 256;
+  size_t replay_batch_bytes = 4 << 20;
+  // Threads reading the log for streams that are behind.
+  int replay_threads = 2;
 };
 
 class FanoutService final
     : public staffify::fanout::v1::Fanout::CallbackService {
  public:
-  // `hub` must outlive the service and every stream it started.
-  FanoutService(EventHub* hub, FanoutServiceOptions options = {});
+  // `hub` and `log` must outlive the service and every stream it started.
+  FanoutService(EventHub* hub, EventLog* log,
+                FanoutServiceOptions options = {});
 
   grpc::ServerWriteReactor<staffify::fanout::v1::SubscribeResponse>* Subscribe(
       grpc::CallbackServerContext* context,
       const staffify::fanout::v1::SubscribeRequest* request) override;
 
+  // Returns the sequence a stream starting at `start` begins after, or
+  // nullopt for "new events only"; OutOfRange, naming the valid range, for
+  // a position before the oldest retained event or after the newest;
+  // InvalidArgument for a malformed one.
+  absl::StatusOr<std::optional<uint64_t>> ResolveStart(
+      const staffify::fanout::v1::StartPosition& start) const;
+
  private:
   EventHub* const hub_;
+  EventLog* const log_;
   const FanoutServiceOptions options_;
+  WorkQueue replay_queue_;
 };
 
 }  // namespace fanout

@@ -94,7 +94,26 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnReadHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
-    stream_.expires_after(ToChrono(options_->request_timeout));
+    // The request timeout set before the header covers the body too.
+    const auto& header = parser_->get();
+    if (beast::iequals(header[http::field::expect], "100-continue") &&
+        !parser_->is_done()) {
+      // The client waits for this before sending the body.
+      continue_ = std::make_shared<http::response<http::empty_body>>(
+          http::status::continue_, header.version());
+      http::async_write(
+          stream_, *continue_,
+          [self = shared_from_this()](beast::error_code ec, size_t) {
+            self->continue_.reset();
+            if (ec) return self->Close();
+            self->ReadBody();
+          });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->OnRead(ec);
@@ -182,6 +201,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpResponse> response_;
+  std::shared_ptr<http::response<http::empty_body>> continue_;
   WebhookHandler* const handler_;
   const std::shared_ptr<const HttpServerOptions> options_;
   const uint64_t id_;
@@ -204,13 +224,16 @@ HttpServer::~HttpServer() = default;
 
 absl::Status HttpServer::Start() {
   beast::error_code ec;
-  const asio::ip::address address =
-      asio::ip::make_address(options_->address, ec);
-  if (ec) {
+  tcp::resolver resolver(*io_context_);
+  const auto resolved = resolver.resolve(
+      options_->address, std::to_string(options_->port),
+      tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  if (ec || resolved.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("bad HTTP address \"", options_->address, "\""));
+        absl::StrCat("bad HTTP address \"", options_->address,
+                     "\": ", ec ? ec.message() : "no address"));
   }
-  const tcp::endpoint endpoint(address, options_->port);
+  const tcp::endpoint endpoint = *resolved.begin();
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);

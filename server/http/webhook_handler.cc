@@ -86,6 +86,21 @@ void WebhookHandler::Handle(HttpRequest request, Respond respond) {
     return;
   }
 
+  // The signature (and the log) cover the bytes as sent; a compressed body
+  // would need decoding first, which this endpoint does not offer.
+  const auto encoding = request.find(http::field::content_encoding);
+  if (encoding != request.end() &&
+      !absl::EqualsIgnoreCase(
+          absl::StripAsciiWhitespace(absl::string_view(
+              encoding->value().data(), encoding->value().size())),
+          "identity")) {
+    respond(JsonErrorResponse(http::status::unsupported_media_type,
+                              "unsupported_media_type",
+                              "Content-Encoding is not supported; send the "
+                              "body uncompressed"));
+    return;
+  }
+
   ingestor_->Ingest(
       std::move(request.body()),
       [respond = std::move(respond)](absl::StatusOr<IngestResult> result) {
@@ -94,7 +109,7 @@ void WebhookHandler::Handle(HttpRequest request, Respond respond) {
           return;
         }
         boost::json::object body;
-        body["status"] = "accepted";
+        body["status"] = result->duplicate ? "duplicate" : "accepted";
         body["sequence"] = result->sequence;
         body["id"] = result->id;
         body["event"] = result->event_type;

@@ -48,10 +48,13 @@ class WebhookHandler {
   // Answers `request` by calling `respond` exactly once, possibly before
   // Handle returns and on any thread:
   //   POST /webhooks with a JSON delivery  200 {"status":"accepted",...}
+  //   ... whose id the log already holds   200 {"status":"duplicate",...}
+  //   the log cannot store it              503
   //   a body that is not a usable delivery 400
   //   any other path                       404
   //   another method on /webhooks          405
-  //   a content type other than JSON       415
+  //   a content type other than JSON, or
+  //   a Content-Encoding other than identity 415
   // The response's version and keep-alive are the caller's to set.
   void Handle(HttpRequest request, Respond respond);
 

@@ -8,9 +8,9 @@ namespace fanout {
 
 using staffify::fanout::v1::Event;
 
-Ingestor::Ingestor(const EventConverter* converter, EventHub* hub, Clock clock)
+Ingestor::Ingestor(const EventConverter* converter, EventLog* log, Clock clock)
     : converter_(converter),
-      hub_(hub),
+      log_(log),
       clock_(clock ? std::move(clock) : Clock([] { return absl::Now(); })) {}
 
 void Ingestor::Ingest(std::string body, Done done) {
@@ -29,16 +29,34 @@ void Ingestor::Ingest(std::string body, Done done) {
   result.event_type = event->event_type();
   result.conversion_problems.assign(event->conversion_problems().begin(),
                                     event->conversion_problems().end());
-  result.sequence = hub_->Publish(*std::move(event));
 
-  if (!result.conversion_problems.empty()) {
-    spdlog::warn("delivery {} seq {} ({}): {} field(s) did not convert",
-                 result.id, result.sequence, result.event_type,
-                 result.conversion_problems.size());
-  }
-  spdlog::debug("delivery {} accepted as seq {} ({})", result.id,
-                result.sequence, result.event_type);
-  done(std::move(result));
+  log_->Append(
+      *std::move(event), [result = std::move(result), done = std::move(done)](
+                             absl::StatusOr<AppendResult> appended) mutable {
+        if (!appended.ok()) {
+          done(appended.status());
+          return;
+        }
+        result.sequence = appended->sequence;
+        result.duplicate = appended->duplicate;
+        if (appended->differs) {
+          spdlog::warn(
+              "delivery {} repeats seq {} with a different body; "
+              "the first is kept",
+              result.id, result.sequence);
+        } else if (result.duplicate) {
+          spdlog::debug("delivery {} is a duplicate of seq {}", result.id,
+                        result.sequence);
+        } else if (!result.conversion_problems.empty()) {
+          spdlog::warn("delivery {} seq {} ({}): {} field(s) did not convert",
+                       result.id, result.sequence, result.event_type,
+                       result.conversion_problems.size());
+        } else {
+          spdlog::debug("delivery {} accepted as seq {} ({})", result.id,
+                        result.sequence, result.event_type);
+        }
+        done(std::move(result));
+      });
 }
 
 }  // namespace fanout

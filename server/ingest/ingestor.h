@@ -1,8 +1,8 @@
 // Accepts one delivery body: converts it into an Event, stamps the receipt
-// time, and hands it to the hub, which sequences it and fans it out.
+// time, and appends it to the event log, which sequences it, keeps it, and
+// passes it on to the fan-out hub.
 //
-// The step between the HTTP front end and the fan-out hub; it knows nothing
-// of HTTP.
+// The step between the HTTP front end and the log; it knows nothing of HTTP.
 
 #ifndef FANOUT_SERVER_INGEST_INGESTOR_H_
 #define FANOUT_SERVER_INGEST_INGESTOR_H_
@@ -16,14 +16,17 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/convert/event_converter.h"
-#include "server/fanout/event_hub.h"
+#include "server/log/event_log.h"
 #include "staffify/fanout/v1/fanout.pb.h"
 
 namespace fanout {
 
 // What became of an accepted delivery.
 struct IngestResult {
+  // The event's sequence; for a duplicate, the original's.
   uint64_t sequence = 0;
+  // The delivery id was already in the log: nothing new was kept.
+  bool duplicate = false;
   std::string id;
   std::string event_type;
   std::vector<staffify::fanout::v1::ConversionProblem> conversion_problems;
@@ -34,20 +37,21 @@ class Ingestor {
   using Clock = std::function<absl::Time()>;
   using Done = std::function<void(absl::StatusOr<IngestResult>)>;
 
-  // `converter` and `hub` must outlive the Ingestor. `clock` stamps
+  // `converter` and `log` must outlive the Ingestor. `clock` stamps
   // received_at; it defaults to absl::Now.
-  Ingestor(const EventConverter* converter, EventHub* hub,
+  Ingestor(const EventConverter* converter, EventLog* log,
            Clock clock = nullptr);
 
   // Accepts `body`. Calls `done` exactly once, possibly before Ingest
-  // returns and on any thread: with the result once the event is published,
-  // or with the converter's InvalidArgument error, in which case nothing was
-  // kept. Thread-safe.
+  // returns and on any thread: with the result once the event is committed
+  // to the log (or found there already); or with the converter's
+  // InvalidArgument or the log's Unavailable error, in which case nothing
+  // was kept. Thread-safe.
   void Ingest(std::string body, Done done);
 
  private:
   const EventConverter* const converter_;
-  EventHub* const hub_;
+  EventLog* const log_;
   const Clock clock_;
 };
 

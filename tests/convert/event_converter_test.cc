@@ -7,6 +7,7 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 
+#include <boost/json.hpp>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -687,7 +688,10 @@ TEST_F(EventConverterTest, UnknownTypeKeepsItsDataAsUntypedStruct) {
 
   EXPECT_EQ(event_.event_type(), "call.ended");
   ASSERT_EQ(event_.payload_case(), Event::kUntyped);
-  EXPECT_THAT(Problems(event_), IsEmpty());
+  EXPECT_THAT(Problems(event_),
+              ElementsAre(Pair("data.callId",
+                               "integer beyond 2^53 is rounded here; exact "
+                               "in rawBody")));
   const auto& fields = event_.untyped().fields();
   ASSERT_EQ(fields.size(), 4u);
 
@@ -933,6 +937,63 @@ TEST(EventConverterLimitsTest, ProblemListIsCappedAndSummarised) {
   ASSERT_TRUE(event.ok()) << event.status();
   ASSERT_EQ(event->conversion_problems_size(), 1);
   EXPECT_EQ(event->conversion_problems(0).field(), "data.\u00e9\u00e9...");
+}
+
+TEST_F(EventConverterTest, EventTypeOutsideTheGrammarIsRefused) {
+  for (const std::string type :
+       {"*", "ticket.*", "ticket created", "ticket.", ".created",
+        "ticket..created", "ticket.created\n", "ticket.\tx"}) {
+    SCOPED_TRACE(type);
+    boost::json::object envelope;
+    envelope["id"] = "wh_1";
+    envelope["event"] = type;
+    envelope["timestamp"] = "2026-03-01T12:00:00Z";
+    envelope["data"] = boost::json::object();
+    absl::StatusOr<Event> event =
+        converter_.Convert(boost::json::serialize(envelope));
+    ASSERT_FALSE(event.ok());
+    EXPECT_EQ(event.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(event.status().message()),
+                HasSubstr("\"event\" is not an event type"));
+  }
+
+  // Newer senders may use characters this version does not expect.
+  for (const std::string type : {"tické.created", "a>b.c", "sms/v2.sent"}) {
+    SCOPED_TRACE(type);
+    ASSERT_NO_FATAL_FAILURE(ConvertBody(Delivery(type, "{}")));
+    EXPECT_EQ(event_.event_type(), type);
+  }
+}
+
+TEST_F(EventConverterTest, DeliveryIdWithControlCharactersIsRefused) {
+  absl::StatusOr<Event> event = converter_.Convert(
+      R"({"id": "wh_1\n[critical] forged", "event": "test.ping",)"
+      R"( "timestamp": "2026-03-01T12:00:00Z", "data": {}})");
+  ASSERT_FALSE(event.ok());
+  EXPECT_THAT(std::string(event.status().message()),
+              HasSubstr("control characters"));
+}
+
+TEST(EventConverterLimitsTest, EventThatWouldBeTooLargeKeepsOnlyItsBody) {
+  EventConverterOptions options;
+  options.max_event_bytes = 64 << 10;
+  EventConverter converter(options);
+
+  // 10,000 zeros take 20 KB of JSON and ten times that as Struct values.
+  std::string zeros = "0";
+  for (int i = 1; i < 10000; ++i) zeros += ",0";
+  const std::string body = absl::StrCat(
+      R"({"id": "wh_big", "event": "sms.sent",)",
+      R"( "timestamp": "2026-03-01T12:00:00Z", "data": {"a": [)", zeros, "]}}");
+  absl::StatusOr<Event> event = converter.Convert(body);
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_LE(event->ByteSizeLong(), options.max_event_bytes);
+  EXPECT_EQ(event->raw_body(), body);
+  ASSERT_TRUE(event->has_untyped());
+  EXPECT_EQ(event->untyped().fields_size(), 0);
+  ASSERT_EQ(event->conversion_problems_size(), 1);
+  EXPECT_THAT(event->conversion_problems(0).reason(),
+              HasSubstr("kept only in rawBody"));
 }
 
 }  // namespace

@@ -2,12 +2,11 @@
 
 #include "server/convert/event_json.h"
 
+#include <boost/json.hpp>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <boost/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -124,7 +123,7 @@ TEST_F(EventJsonTest, RawBodyIsPrintedOnlyWhenAskedFor) {
                                    "receivedAt", "data", "rawBody"));
 }
 
-TEST_F(EventJsonTest, UntypedDataIsPrintedAsItCameWithDoubles) {
+TEST_F(EventJsonTest, UntypedDataIsPrintedAsItCame) {
   ASSERT_NO_FATAL_FAILURE(Convert(R"({"id": "wh_2", "event": "call.ended",
       "timestamp": "2026-03-01T12:00:00Z",
       "data": {"callId": 9, "caller": {"vip": true}, "tags": ["a", null]}})"));
@@ -132,7 +131,7 @@ TEST_F(EventJsonTest, UntypedDataIsPrintedAsItCameWithDoubles) {
   const boost::json::object json = EventToJson(event_);
 
   EXPECT_EQ(json.at("event").as_string(), "call.ended");
-  EXPECT_EQ(json.at("data"), Parse(R"({"callId": 9.0,
+  EXPECT_EQ(json.at("data"), Parse(R"({"callId": 9,
       "caller": {"vip": true}, "tags": ["a", null]})"));
 }
 

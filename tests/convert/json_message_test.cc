@@ -3,15 +3,16 @@
 
 #include "server/convert/json_message.h"
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/timestamp.pb.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <boost/json.hpp>
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/timestamp.pb.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -166,15 +167,18 @@ TEST_F(JsonMessageTest, TimestampValueIsAnRfc3339String) {
             boost::json::value("2026-02-22T14:30:00.500Z"));
 }
 
-TEST_F(JsonMessageTest, StructValueIsAPlainObject) {
+TEST_F(JsonMessageTest,
+       StructValueIsAPlainObjectWithIntegralNumbersAsIntegers) {
   google::protobuf::Struct data;
   JsonObjectToStruct(ParseObject(R"({"n": 2, "s": "x", "b": false, "z": null,
-                      "l": [1, "y"], "o": {"k": 0.5}})"),
-                     &data);
+                      "l": [1, "y"], "o": {"k": 0.5}, "f": 3.0})"),
+                     "data", &data, &problems_);
 
   EXPECT_EQ(MessageToJsonValue(data),
-            boost::json::value(ParseObject(R"({"n": 2.0, "s": "x",
-                "b": false, "z": null, "l": [1.0, "y"], "o": {"k": 0.5}})")));
+            boost::json::value(ParseObject(R"({"n": 2, "s": "x",
+                "b": false, "z": null, "l": [1, "y"], "o": {"k": 0.5},
+                "f": 3})")));
+  EXPECT_EQ(problems_.size(), 0);
 }
 
 TEST_F(JsonMessageTest, PlainMessageValueIsTheSameAsItsObject) {
@@ -222,14 +226,24 @@ TEST_F(JsonMessageTest, ProblemsAreAppendedToExistingOnes) {
   EXPECT_EQ(problems_[1].field(), "data.issue");
 }
 
-TEST_F(JsonMessageTest, StructNumbersBecomeDoubles) {
+TEST_F(JsonMessageTest, StructNumbersBecomeDoublesAndSayWhenRounded) {
   google::protobuf::Struct out;
   JsonObjectToStruct(
-      ParseObject(R"({"i": -3, "u": 18446744073709551615, "d": 0.25})"), &out);
-  ASSERT_EQ(out.fields_size(), 3);
+      ParseObject(R"({"i": -3, "u": 18446744073709551615, "d": 0.25,
+                      "big": [9007199254740993], "inf": 1e400})"),
+      "data", &out, &problems_);
+  ASSERT_EQ(out.fields_size(), 5);
   EXPECT_EQ(out.fields().at("i").number_value(), -3.0);
   EXPECT_EQ(out.fields().at("u").number_value(), 18446744073709551615.0);
   EXPECT_EQ(out.fields().at("d").number_value(), 0.25);
+  EXPECT_EQ(out.fields().at("inf").kind_case(),
+            google::protobuf::Value::kNullValue);
+
+  std::vector<std::string> fields;
+  for (const auto& problem : problems_) fields.push_back(problem.field());
+  std::sort(fields.begin(), fields.end());
+  EXPECT_EQ(fields,
+            (std::vector<std::string>{"data.big[0]", "data.inf", "data.u"}));
 }
 
 TEST_F(JsonMessageTest, Int64ExtremesSurviveJsonToMessageToJson) {

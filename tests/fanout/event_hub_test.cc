@@ -495,5 +495,33 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersLoseAndRepeatNothing) {
   EXPECT_EQ(hub_.subscriber_count(), 0u);
 }
 
+TEST(EventHubWindowTest, WindowIsBoundedByBytesAsWellAsCount) {
+  EventHubOptions options;
+  options.window_events = 1000;
+  options.window_bytes = 64 << 10;
+  EventHub hub(options);
+  std::shared_ptr<Subscription> behind =
+      hub.Subscribe(SubscriptionFilter(), [] {});
+
+  // Ten events of 16 KiB cannot all stay within 64 KiB.
+  for (int i = 0; i < 10; ++i) {
+    Event event;
+    event.set_event_type("test.ping");
+    event.set_raw_body(std::string(16 << 10, 'x'));
+    hub.Publish(std::move(event));
+  }
+  std::shared_ptr<const Event> event;
+  EXPECT_EQ(behind->Read(&event), Subscription::Next::kFellBehind);
+
+  // A subscriber after the newest event still reads live ones.
+  std::shared_ptr<Subscription> live =
+      hub.Subscribe(SubscriptionFilter(), [] {});
+  Event next;
+  next.set_event_type("test.ping");
+  hub.Publish(std::move(next));
+  ASSERT_EQ(live->Read(&event), Subscription::Next::kEvent);
+  EXPECT_EQ(event->sequence(), 11u);
+}
+
 }  // namespace
 }  // namespace fanout

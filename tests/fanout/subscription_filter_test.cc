@@ -109,11 +109,20 @@ TEST_F(SubscriptionFilterTest, PatternsMayUseDigitsUnderscoresAndHyphens) {
   EXPECT_TRUE(filter.Matches("a1.b_2-c"));
 }
 
+TEST_F(SubscriptionFilterTest, PatternsNameAnyTypeIngestAccepts) {
+  const SubscriptionFilter filter =
+      Filter({"ticket/created", "tické.created", "a>b.*"});
+  EXPECT_TRUE(filter.Matches("ticket/created"));
+  EXPECT_TRUE(filter.Matches("tické.created"));
+  EXPECT_TRUE(filter.Matches("a>b.x"));
+  EXPECT_FALSE(filter.Matches("ticket.created"));
+}
+
 TEST_F(SubscriptionFilterTest, MalformedPatternIsRejectedByName) {
   for (const std::string pattern :
        {"", "*.created", "ticket.", ".x", "ti cket.created", "ticket.**",
         "a.*.b", ".*", "**", "ticket..created", "ticket.created*",
-        "ticket/created", "tické.created"}) {
+        "ticket\tcreated", "ticket.created\n", "ticket created"}) {
     SCOPED_TRACE(pattern);
     const absl::StatusOr<SubscriptionFilter> filter =
         SubscriptionFilter::Create({pattern});

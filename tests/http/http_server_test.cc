@@ -5,15 +5,6 @@
 
 #include "server/http/http_server.h"
 
-#include <chrono>
-#include <cstdint>
-#include <memory>
-#include <optional>
-#include <string>
-#include <thread>
-#include <utility>
-#include <vector>
-
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,6 +13,14 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,6 +34,7 @@
 #include "server/http/webhook_handler.h"
 #include "server/ingest/ingestor.h"
 #include "tests/util/examples.h"
+#include "tests/util/hub_log.h"
 
 namespace fanout {
 namespace {
@@ -274,8 +274,9 @@ class HttpServerTest : public ::testing::Test {
   }
 
   EventConverter converter_;
-  EventHub hub_;
-  Ingestor ingestor_{&converter_, &hub_};
+  testing::HubLog hub_log_;
+  EventHub& hub_ = *hub_log_.hub();
+  Ingestor ingestor_{&converter_, hub_log_.log()};
   WebhookHandler handler_{&ingestor_};
 
   asio::io_context io_context_;
@@ -331,6 +332,27 @@ TEST_F(HttpServerTest, KeepAliveAnswersSeveralRequestsOnOneConnection) {
   EXPECT_TRUE(connection.IsOpenAndQuiet());
   EXPECT_EQ(server_->open_connections(), 1u);
   EXPECT_EQ(hub_.last_sequence(), 3u);
+}
+
+TEST_F(HttpServerTest, ExpectContinueIsAnsweredBeforeTheBody) {
+  RawConnection connection;
+  ASSERT_NO_FATAL_FAILURE(Connect(*server_, &connection));
+  const std::string body = Ping("wh_continue-1");
+  ASSERT_TRUE(Succeeded(connection.Write(
+      absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                   "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                   "Content-Length: ",
+                   body.size(), "\r\n\r\n"))));
+
+  HttpClientResponse interim;
+  ASSERT_TRUE(Succeeded(connection.Read(&interim)));
+  EXPECT_EQ(interim.result(), http::status::continue_);
+
+  ASSERT_TRUE(Succeeded(connection.Write(body)));
+  HttpClientResponse response;
+  ASSERT_TRUE(Succeeded(connection.Read(&response)));
+  EXPECT_EQ(response.result(), http::status::ok) << response.body();
+  EXPECT_EQ(SequenceOf(response.body()), 1u);
 }
 
 TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {

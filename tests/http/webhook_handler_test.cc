@@ -5,6 +5,10 @@
 #include "server/http/webhook_handler.h"
 
 #include <atomic>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdint>
 #include <future>
@@ -13,11 +17,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <boost/beast/http/field.hpp>
-#include <boost/beast/http/status.hpp>
-#include <boost/beast/http/verb.hpp>
-#include <boost/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +28,7 @@
 #include "server/ingest/ingestor.h"
 #include "staffify/fanout/v1/fanout.pb.h"
 #include "tests/util/examples.h"
+#include "tests/util/hub_log.h"
 
 namespace fanout {
 namespace {
@@ -137,8 +137,9 @@ class WebhookHandlerTest : public ::testing::Test {
   }
 
   EventConverter converter_;
-  EventHub hub_;
-  Ingestor ingestor_{&converter_, &hub_};
+  testing::HubLog hub_log_;
+  EventHub& hub_ = *hub_log_.hub();
+  Ingestor ingestor_{&converter_, hub_log_.log()};
   WebhookHandler handler_{&ingestor_};
 };
 
@@ -254,6 +255,22 @@ TEST_F(WebhookHandlerTest, NonJsonContentTypeIsUnsupported) {
                     "unsupported_media_type", "application/json");
   }
   EXPECT_EQ(hub_.last_sequence(), 0u);
+}
+
+TEST_F(WebhookHandlerTest, CompressedBodyIsUnsupported) {
+  for (const std::string encoding : {"gzip", "br", "gzip, identity"}) {
+    SCOPED_TRACE(encoding);
+    HttpRequest request = PostJson(Delivery("wh_enc-1", "test.ping"));
+    request.set(http::field::content_encoding, encoding);
+    ExpectJsonError(Handle(std::move(request)),
+                    http::status::unsupported_media_type,
+                    "unsupported_media_type", "Content-Encoding");
+  }
+  EXPECT_EQ(hub_.last_sequence(), 0u);
+
+  HttpRequest identity = PostJson(Delivery("wh_enc-2", "test.ping"));
+  identity.set(http::field::content_encoding, "Identity");
+  EXPECT_EQ(Handle(std::move(identity)).result(), http::status::ok);
 }
 
 TEST_F(WebhookHandlerTest, JsonContentTypeInAnySpellingIsAccepted) {

@@ -1,0 +1,543 @@
+#include "server/log/event_log.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace fanout {
+
+using staffify::fanout::v1::Event;
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS events (
+  sequence       INTEGER PRIMARY KEY,
+  delivery_id    TEXT    NOT NULL UNIQUE,
+  event_type     TEXT    NOT NULL,
+  received_at_us INTEGER NOT NULL,
+  event          BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at_us);
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT    PRIMARY KEY,
+  value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES
+  ('schema_version', 1),
+  ('last_sequence', 0),
+  ('trimmed_through', 0),
+  ('trimmed_received_at_us', -9223372036854775808);
+)sql";
+
+int64_t ToMicros(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1000000 + t.nanos() / 1000;
+}
+
+}  // namespace
+
+// One SQLite connection and the statements prepared on it.
+class EventLog::Database {
+ public:
+  ~Database() {
+    for (sqlite3_stmt* statement : statements_) sqlite3_finalize(statement);
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+  }
+
+  absl::Status Open(const std::string& path, SyncPolicy sync) {
+    path_ = path;
+    const int rc = sqlite3_open_v2(
+        path.c_str(), &db_,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        nullptr);
+    if (rc != SQLITE_OK) return Error("open", rc);
+    sqlite3_busy_timeout(db_, 10000);
+    absl::Status status = Exec("PRAGMA journal_mode=WAL");
+    if (status.ok()) {
+      status = Exec(sync == SyncPolicy::kFull ? "PRAGMA synchronous=FULL"
+                                              : "PRAGMA synchronous=NORMAL");
+    }
+    return status;
+  }
+
+  absl::Status Exec(const char* sql) {
+    char* message = nullptr;
+    const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
+    if (rc == SQLITE_OK) return absl::OkStatus();
+    std::string text = message ? message : sqlite3_errstr(rc);
+    sqlite3_free(message);
+    return absl::UnavailableError(
+        absl::StrCat("event log ", path_, ": ", text));
+  }
+
+  // Returns a statement for `sql`, prepared once and reset for reuse.
+  sqlite3_stmt* Prepare(const char* sql) {
+    for (size_t i = 0; i < sqls_.size(); ++i) {
+      if (sqls_[i] == sql) {
+        sqlite3_reset(statements_[i]);
+        sqlite3_clear_bindings(statements_[i]);
+        return statements_[i];
+      }
+    }
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement,
+                           nullptr) != SQLITE_OK) {
+      spdlog::error("event log {}: cannot prepare statement: {}", path_,
+                    sqlite3_errmsg(db_));
+      return nullptr;
+    }
+    sqls_.push_back(sql);
+    statements_.push_back(statement);
+    return statement;
+  }
+
+  absl::Status Error(const char* what, int rc) const {
+    return absl::UnavailableError(absl::StrCat(
+        "event log ", path_, ": ", what, ": ",
+        db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc)));
+  }
+
+  // Reads meta.value for `key`.
+  absl::StatusOr<int64_t> Meta(const char* key) {
+    sqlite3_stmt* s = Prepare("SELECT value FROM meta WHERE key = ?1");
+    if (s == nullptr) return Error("prepare", SQLITE_ERROR);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) != SQLITE_ROW) return Error("read meta", SQLITE_ERROR);
+    const int64_t value = sqlite3_column_int64(s, 0);
+    // A statement left unfinished keeps its read transaction open for as
+    // long as the connection lives, and the WAL then can never be
+    // checkpointed: it would grow without bound.
+    sqlite3_reset(s);
+    return value;
+  }
+
+  absl::Status SetMeta(const char* key, int64_t value) {
+    sqlite3_stmt* s = Prepare("UPDATE meta SET value = ?2 WHERE key = ?1");
+    if (s == nullptr) return Error("prepare", SQLITE_ERROR);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, value);
+    const int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? absl::OkStatus() : Error("write meta", rc);
+  }
+
+  sqlite3* db() { return db_; }
+
+ private:
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  std::vector<const char*> sqls_;
+  std::vector<sqlite3_stmt*> statements_;
+};
+
+EventLog::EventLog(EventLogOptions options, CommitListener listener)
+    : options_(std::move(options)), listener_(std::move(listener)) {}
+
+absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
+    EventLogOptions options, CommitListener listener) {
+  std::unique_ptr<EventLog> log(
+      new EventLog(std::move(options), std::move(listener)));
+  if (absl::Status status = log->Init(); !status.ok()) return status;
+  log->writer_ = std::thread([log = log.get()] { log->WriterLoop(); });
+  return log;
+}
+
+absl::Status EventLog::Init() {
+  if (mkdir(options_.data_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return absl::UnavailableError(absl::StrCat("cannot create data directory ",
+                                               options_.data_dir, ": ",
+                                               std::strerror(errno)));
+  }
+  const std::string path = options_.data_dir + "/events.db";
+
+  writer_db_ = std::make_unique<Database>();
+  absl::Status status = writer_db_->Open(path, options_.sync);
+  if (status.ok()) status = writer_db_->Exec(kSchema);
+  if (!status.ok()) return status;
+
+  absl::StatusOr<int64_t> version = writer_db_->Meta("schema_version");
+  if (!version.ok()) return version.status();
+  if (*version != kSchemaVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("event log ", path, " has schema version ", *version,
+                     "; this build reads version ", kSchemaVersion));
+  }
+
+  absl::StatusOr<int64_t> last = writer_db_->Meta("last_sequence");
+  absl::StatusOr<int64_t> trimmed_received =
+      writer_db_->Meta("trimmed_received_at_us");
+  if (!last.ok()) return last.status();
+  if (!trimmed_received.ok()) return trimmed_received.status();
+
+  sqlite3_stmt* s = writer_db_->Prepare(
+      "SELECT MIN(sequence), COALESCE(SUM(length(event)), 0),"
+      " COALESCE(MAX(received_at_us), 0) FROM events");
+  if (s == nullptr || sqlite3_step(s) != SQLITE_ROW) {
+    return writer_db_->Error("scan", SQLITE_ERROR);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    range_.last = static_cast<uint64_t>(*last);
+    range_.first = sqlite3_column_type(s, 0) == SQLITE_NULL
+                       ? range_.last + 1
+                       : static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+    retained_bytes_ = static_cast<uint64_t>(sqlite3_column_int64(s, 1));
+    // Retention may have deleted the newest events; receipt times must not
+    // go back past theirs either, or FirstSequenceSince would call events
+    // received after a restart "no longer retained".
+    last_received_us_ =
+        std::max<int64_t>(sqlite3_column_int64(s, 2), *trimmed_received);
+    trimmed_received_us_ = *trimmed_received;
+    spdlog::info("event log {}: sequences {}..{}, {} bytes", path, range_.first,
+                 range_.last, retained_bytes_);
+  }
+  sqlite3_reset(s);
+
+  reader_db_ = std::make_unique<Database>();
+  return reader_db_->Open(path, options_.sync);
+}
+
+EventLog::~EventLog() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+void EventLog::Append(Event event, AppendDone done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back({std::move(event), std::move(done)});
+      return;
+    }
+  }
+  done(absl::UnavailableError("event log is closing"));
+}
+
+void EventLog::WriterLoop() {
+  std::vector<Pending> batch;
+  for (;;) {
+    bool retention_due = false;
+    {
+      absl::MutexLock lock(&mu_);
+      const auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !queue_.empty() || stopping_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready),
+                           options_.retention_interval);
+      if (queue_.empty() && stopping_) break;
+      const size_t take = std::min(queue_.size(), options_.max_batch);
+      batch.assign(std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(queue_.begin() + take));
+      queue_.erase(queue_.begin(), queue_.begin() + take);
+      retention_due = absl::Now() >= next_retention_;
+    }
+    if (!batch.empty()) CommitBatch(&batch);
+    batch.clear();
+    if (retention_due) {
+      absl::Status status = EnforceRetention(absl::Now());
+      if (!status.ok())
+        spdlog::error("retention failed: {}", status.ToString());
+    }
+  }
+}
+
+void EventLog::CommitBatch(std::vector<Pending>* batch) {
+  absl::MutexLock writer_lock(&writer_mu_);
+  Database& db = *writer_db_;
+
+  uint64_t last;
+  int64_t last_received_us;
+  {
+    absl::MutexLock lock(&mu_);
+    last = range_.last;
+    last_received_us = last_received_us_;
+  }
+
+  std::vector<absl::StatusOr<AppendResult>> results;
+  std::vector<std::shared_ptr<const Event>> committed;
+  uint64_t added_bytes = 0;
+  absl::Status status = db.Exec("BEGIN IMMEDIATE");
+  for (Pending& pending : *batch) {
+    if (!status.ok()) break;
+    Event& event = pending.event;
+
+    // Receipt times never go backwards in sequence order, so that a
+    // position in time maps to one position in the log.
+    int64_t received_us = ToMicros(event.received_at());
+    if (received_us < last_received_us) {
+      received_us = last_received_us;
+      event.mutable_received_at()->set_seconds(received_us / 1000000);
+      event.mutable_received_at()->set_nanos(received_us % 1000000 * 1000);
+    }
+    event.set_sequence(last + 1);
+    const std::string blob = event.SerializeAsString();
+
+    sqlite3_stmt* insert = db.Prepare(
+        "INSERT INTO events (sequence, delivery_id, event_type,"
+        " received_at_us, event) VALUES (?1, ?2, ?3, ?4, ?5)"
+        " ON CONFLICT (delivery_id) DO NOTHING");
+    if (insert == nullptr) {
+      status = db.Error("prepare insert", SQLITE_ERROR);
+      break;
+    }
+    sqlite3_bind_int64(insert, 1, static_cast<int64_t>(last + 1));
+    sqlite3_bind_text(insert, 2, event.id().data(),
+                      static_cast<int>(event.id().size()), SQLITE_STATIC);
+    sqlite3_bind_text(insert, 3, event.event_type().data(),
+                      static_cast<int>(event.event_type().size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(insert, 4, received_us);
+    sqlite3_bind_blob(insert, 5, blob.data(), static_cast<int>(blob.size()),
+                      SQLITE_STATIC);
+    const int rc = sqlite3_step(insert);
+    if (rc != SQLITE_DONE) {
+      status = db.Error("insert", rc);
+      break;
+    }
+
+    if (sqlite3_changes(db.db()) == 1) {
+      ++last;
+      last_received_us = received_us;
+      added_bytes += blob.size();
+      AppendResult result;
+      result.sequence = last;
+      results.push_back(result);
+      committed.push_back(std::make_shared<const Event>(std::move(event)));
+      continue;
+    }
+
+    // The delivery id is taken: a retry of a delivery already kept.
+    sqlite3_stmt* lookup =
+        db.Prepare("SELECT sequence, event FROM events WHERE delivery_id = ?1");
+    if (lookup == nullptr) {
+      status = db.Error("prepare lookup", SQLITE_ERROR);
+      break;
+    }
+    sqlite3_bind_text(lookup, 1, event.id().data(),
+                      static_cast<int>(event.id().size()), SQLITE_STATIC);
+    if (sqlite3_step(lookup) != SQLITE_ROW) {
+      status = db.Error("look up duplicate", SQLITE_ERROR);
+      break;
+    }
+    AppendResult result;
+    result.duplicate = true;
+    result.sequence = static_cast<uint64_t>(sqlite3_column_int64(lookup, 0));
+    Event original;
+    original.ParseFromArray(sqlite3_column_blob(lookup, 1),
+                            sqlite3_column_bytes(lookup, 1));
+    result.differs = original.raw_body() != event.raw_body();
+    sqlite3_reset(lookup);  // Or its read would outlive the commit (see Meta).
+    results.push_back(result);
+  }
+  if (status.ok()) status = db.SetMeta("last_sequence", last);
+  if (status.ok()) status = db.Exec("COMMIT");
+
+  if (!status.ok()) {
+    db.Exec("ROLLBACK").IgnoreError();
+    spdlog::error("event log commit of {} events failed: {}", batch->size(),
+                  status.ToString());
+    for (Pending& pending : *batch) pending.done(status);
+    return;
+  }
+
+  commits_.fetch_add(1);
+  {
+    absl::MutexLock lock(&mu_);
+    if (range_.first == range_.last + 1 && !committed.empty()) {
+      range_.first = committed.front()->sequence();
+    }
+    range_.last = last;
+    last_received_us_ = last_received_us;
+    retained_bytes_ += added_bytes;
+  }
+  // Subscribers learn of the events before their senders get an answer, so
+  // a sender that subscribes after its 2xx cannot miss its own event.
+  if (!committed.empty() && listener_) listener_(committed);
+  for (size_t i = 0; i < batch->size(); ++i) {
+    if (results[i]->duplicate) {
+      duplicates_.fetch_add(1);
+      if (results[i]->differs) differing_duplicates_.fetch_add(1);
+    }
+    (*batch)[i].done(std::move(results[i]));
+  }
+}
+
+absl::Status EventLog::Read(
+    uint64_t after, size_t limit, size_t limit_bytes,
+    const std::function<bool(const std::string& event_type)>& matches,
+    std::vector<std::shared_ptr<const Event>>* out, uint64_t* scanned_through) {
+  constexpr int kChunk = 512;
+  *scanned_through = after;
+  absl::MutexLock lock(&reader_mu_);
+  Database& db = *reader_db_;
+  sqlite3_stmt* s = db.Prepare(
+      "SELECT sequence, event_type, event FROM events WHERE sequence > ?1"
+      " ORDER BY sequence LIMIT ?2");
+  if (s == nullptr) return db.Error("prepare read", SQLITE_ERROR);
+
+  // Scans in chunks until `limit` events matched or the log ends; the read
+  // transaction of each chunk sees a consistent snapshot.
+  size_t bytes = 0;
+  // At least one event is read, whatever its size.
+  const auto full = [&] {
+    return out->size() >= limit || (!out->empty() && bytes >= limit_bytes);
+  };
+  while (!full()) {
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, static_cast<int64_t>(*scanned_through));
+    sqlite3_bind_int(s, 2, kChunk);
+    int rows = 0;
+    int rc;
+    while (!full() && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+      ++rows;
+      *scanned_through = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+      const std::string type(
+          reinterpret_cast<const char*>(sqlite3_column_text(s, 1)),
+          sqlite3_column_bytes(s, 1));
+      if (!matches(type)) continue;
+      auto event = std::make_shared<Event>();
+      if (!event->ParseFromArray(sqlite3_column_blob(s, 2),
+                                 sqlite3_column_bytes(s, 2))) {
+        sqlite3_reset(s);
+        return absl::DataLossError(absl::StrCat(
+            "event log: stored event ", *scanned_through, " is corrupt"));
+      }
+      bytes += static_cast<size_t>(sqlite3_column_bytes(s, 2));
+      out->push_back(std::move(event));
+    }
+    if (full()) break;
+    if (rc != SQLITE_DONE) {
+      sqlite3_reset(s);
+      return db.Error("read", rc);
+    }
+    if (rows < kChunk) break;
+  }
+  sqlite3_reset(s);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> EventLog::FirstSequenceSince(absl::Time time) {
+  const int64_t micros = absl::ToUnixMicros(time);
+  {
+    absl::MutexLock lock(&mu_);
+    if (micros <= trimmed_received_us_) {
+      return absl::OutOfRangeError(
+          absl::StrCat("events received at ", absl::FormatTime(time),
+                       " are no longer retained; the oldest retained is seq ",
+                       range_.first));
+    }
+  }
+  // Read before the query, whose snapshot then holds every event through
+  // `last`: taken after it, `last` could include events committed since
+  // the snapshot, received at or after `time`, which the answer would skip.
+  const uint64_t last = range().last;
+  absl::MutexLock lock(&reader_mu_);
+  Database& db = *reader_db_;
+  sqlite3_stmt* s = db.Prepare(
+      "SELECT sequence FROM events WHERE received_at_us >= ?1"
+      " ORDER BY received_at_us, sequence LIMIT 1");
+  if (s == nullptr) return db.Error("prepare", SQLITE_ERROR);
+  sqlite3_bind_int64(s, 1, micros);
+  const int rc = sqlite3_step(s);
+  uint64_t sequence;
+  if (rc == SQLITE_ROW) {
+    sequence = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+  } else if (rc == SQLITE_DONE) {
+    sequence = last + 1;
+  } else {
+    sqlite3_reset(s);
+    return db.Error("find time", rc);
+  }
+  sqlite3_reset(s);
+  return sequence;
+}
+
+LogRange EventLog::range() const {
+  absl::MutexLock lock(&mu_);
+  return range_;
+}
+
+absl::Status EventLog::EnforceRetention(absl::Time now) {
+  absl::MutexLock writer_lock(&writer_mu_);
+  Database& db = *writer_db_;
+  const int64_t cutoff_us =
+      options_.retention_age > absl::ZeroDuration()
+          ? absl::ToUnixMicros(now - options_.retention_age)
+          : INT64_MIN;
+  {
+    absl::MutexLock lock(&mu_);
+    next_retention_ = now + options_.retention_interval;
+  }
+
+  // Walks from the oldest event, a chunk per transaction so that appends
+  // are never held up for long, and deletes a prefix of the log: events
+  // older than the cutoff, then as many as the size limit requires.
+  for (;;) {
+    uint64_t retained;
+    {
+      absl::MutexLock lock(&mu_);
+      retained = retained_bytes_;
+    }
+    sqlite3_stmt* s = db.Prepare(
+        "SELECT sequence, received_at_us, length(event) FROM events"
+        " ORDER BY sequence LIMIT 1024");
+    if (s == nullptr) return db.Error("prepare retention", SQLITE_ERROR);
+    int64_t through = -1;
+    int64_t through_received = 0;
+    uint64_t freed = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const int64_t received = sqlite3_column_int64(s, 1);
+      const bool too_old = received < cutoff_us;
+      const bool too_big = options_.retention_bytes > 0 &&
+                           retained - freed > options_.retention_bytes;
+      if (!too_old && !too_big) break;
+      through = sqlite3_column_int64(s, 0);
+      through_received = received;
+      freed += static_cast<uint64_t>(sqlite3_column_int64(s, 2));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db.Error("scan", rc);
+    if (through < 0) return absl::OkStatus();
+
+    absl::Status status = db.Exec("BEGIN IMMEDIATE");
+    sqlite3_stmt* del = db.Prepare("DELETE FROM events WHERE sequence <= ?1");
+    if (status.ok() && del == nullptr) {
+      status = db.Error("prepare delete", SQLITE_ERROR);
+    }
+    if (status.ok()) {
+      sqlite3_bind_int64(del, 1, through);
+      rc = sqlite3_step(del);
+      if (rc != SQLITE_DONE) status = db.Error("delete", rc);
+    }
+    if (status.ok()) status = db.SetMeta("trimmed_through", through);
+    if (status.ok()) {
+      status = db.SetMeta("trimmed_received_at_us", through_received);
+    }
+    if (status.ok()) status = db.Exec("COMMIT");
+    if (!status.ok()) {
+      db.Exec("ROLLBACK").IgnoreError();
+      return status;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      range_.first = static_cast<uint64_t>(through) + 1;
+      retained_bytes_ -= std::min(retained_bytes_, freed);
+      trimmed_received_us_ = through_received;
+    }
+    spdlog::info("retention: removed events through seq {}", through);
+  }
+}
+
+}  // namespace fanout
