@@ -5,6 +5,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <memory>
@@ -14,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/event_subscriber.h"
 #include "client/webhook_sender.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -483,6 +486,75 @@ TEST_F(EndToEndTest, EventsSurviveARestart) {
   TestSubscriber subscriber(grpc_target_, {}, oldest);
   EXPECT_THAT(SequencesOf(subscriber.WaitForEvents(6)),
               ElementsAreArray({1u, 2u, 3u, 4u, 5u, 6u}));
+}
+
+// Returns a loopback port that was free a moment ago.
+int FreePort() {
+  boost::asio::io_context io_context;
+  boost::asio::ip::tcp::acceptor acceptor(
+      io_context, boost::asio::ip::tcp::endpoint(
+                      boost::asio::ip::make_address("127.0.0.1"), 0));
+  return acceptor.local_endpoint().port();
+}
+
+TEST_F(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
+  FanoutServerOptions options;
+  options.log.data_dir = data_dir_.path();
+  options.http.port = 0;
+  options.grpc_address = absl::StrCat("127.0.0.1:", FreePort());
+  auto server = FanoutServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+  sender_ = std::make_unique<WebhookSender>(
+      HttpUrl{"127.0.0.1", std::to_string(server_->http_port()), "/webhooks"});
+
+  // A subscriber built on the client library, which reconnects and
+  // resumes after the last sequence it saw.
+  EventSubscriberOptions subscriber_options;
+  subscriber_options.target = options.grpc_address;
+  subscriber_options.initial_backoff = absl::Milliseconds(20);
+  subscriber_options.max_backoff = absl::Milliseconds(200);
+  EventSubscriber subscriber(subscriber_options);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<uint64_t> received;
+  std::thread runner([&] {
+    absl::Status status = subscriber.Run([&](const Event& event) {
+      std::lock_guard<std::mutex> lock(mu);
+      received.push_back(event.sequence());
+      cv.notify_all();
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(status.ok()) << status;
+  });
+  const auto wait_for = [&](size_t count) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::seconds(20),
+                [&] { return received.size() >= count; });
+    return received;
+  };
+
+  WaitForSubscribers(1);
+  for (int i = 1; i <= 3; ++i) Post(Ping(i));
+  EXPECT_EQ(wait_for(3).size(), 3u);
+
+  server_->Shutdown();
+  server_.reset();
+  server = FanoutServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+  sender_ = std::make_unique<WebhookSender>(
+      HttpUrl{"127.0.0.1", std::to_string(server_->http_port()), "/webhooks"});
+
+  // The log kept its events and its numbering; the subscriber resumes.
+  EXPECT_EQ(server_->log()->range().last, 3u);
+  WaitForSubscribers(1);
+  for (int i = 4; i <= 6; ++i)
+    EXPECT_EQ(Post(Ping(i)), static_cast<uint64_t>(i));
+  EXPECT_THAT(wait_for(6), ElementsAreArray({1u, 2u, 3u, 4u, 5u, 6u}));
+
+  subscriber.Stop();
+  runner.join();
 }
 
 }  // namespace

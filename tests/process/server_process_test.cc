@@ -673,7 +673,8 @@ TEST_F(ServerProcessTest, AcknowledgedDeliveriesSurviveKillNineExactlyOnce) {
   for (const std::string& id : failed_ids) EXPECT_EQ(final_ids.count(id), 1u);
 }
 
-TEST_F(ServerProcessTest, StalledSubscriberCostsBoundedServerMemory) {
+TEST_F(ServerProcessTest,
+       StalledSubscriberCostsBoundedMemoryAndHoldsNoOneBack) {
   constexpr uint64_t kEvents = 100000;
   constexpr int kSenders = 4;
   // The target: one stalled subscriber may cost at most this much
@@ -699,6 +700,18 @@ TEST_F(ServerProcessTest, StalledSubscriberCostsBoundedServerMemory) {
 
   absl::StatusOr<uint64_t> rss_before = (*server)->MemoryBytes("VmRSS");
   ASSERT_TRUE(rss_before.ok()) << rss_before.status();
+
+  // Another subscriber keeps reading throughout; the stalled one must not
+  // hold it back.
+  StreamRecord live;
+  ScopedThread live_reader([&] {
+    live = ReadStream((*server)->grpc_target(), FromOldest(),
+                      [](const SubscribeResponse& response) {
+                        return response.has_event() &&
+                               response.event().sequence() >= kEvents;
+                      },
+                      absl::Seconds(120));
+  });
 
   std::vector<std::vector<Ack>> acks(kSenders);
   std::vector<std::string> errors(kSenders);
@@ -749,6 +762,11 @@ TEST_F(ServerProcessTest, StalledSubscriberCostsBoundedServerMemory) {
   RecordProperty("hwm_after_kib", std::to_string(*peak_after / 1024));
   EXPECT_LE(*rss_after, *rss_before + kMaxGrowth);
   EXPECT_LE(*peak_after, *rss_before + kMaxGrowth);
+
+  live_reader.Join();
+  EXPECT_TRUE(live.stopped_by_reader) << live.status.error_message();
+  EXPECT_EQ(live.events.size(), kEvents);
+  EXPECT_EQ(FirstOrderError(live.events, 1), "");
 
   // Which delivery each sequence holds, from the answers.
   std::vector<std::string> id_at(kEvents + 1);
