@@ -6,6 +6,8 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 RUN_FLAGS ?=
+# A development secret is created on the first run; fanout-send signs with it.
+DEV_SECRET_FLAGS = --secrets_file=data/webhook-secrets --create_secrets_file
 
 .PHONY: all deps configure build run test clean
 
@@ -23,7 +25,7 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 run: build
-	$(BUILD_DIR)/server/fanout-server $(RUN_FLAGS)
+	$(BUILD_DIR)/server/fanout-server $(DEV_SECRET_FLAGS) $(RUN_FLAGS)
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,12 +15,17 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "client/webhook_sender.h"
+#include "server/auth/signature_verifier.h"
 #include "server/common/flags_help.h"
 
 ABSL_FLAG(std::string, url, "http://127.0.0.1:8080/webhooks",
           "Where to POST the deliveries.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
           "Time allowed to connect, and for each answer.");
+ABSL_FLAG(std::string, secrets_file, "data/webhook-secrets",
+          "Signs each delivery as Staffify does, with the first secret of "
+          "this file (the file `make run` creates); FANOUT_WEBHOOK_SECRET "
+          "overrides it. Without either, deliveries go unsigned.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -40,6 +46,23 @@ int main(int argc, char** argv) {
   }
   fanout::WebhookSender sender(*url, absl::GetFlag(FLAGS_timeout));
 
+  std::string secret;
+  if (const char* env = std::getenv("FANOUT_WEBHOOK_SECRET")) {
+    secret = env;
+  } else {
+    absl::StatusOr<std::vector<std::string>> secrets =
+        fanout::ReadSecretsFile(absl::GetFlag(FLAGS_secrets_file));
+    if (secrets.ok()) {
+      secret = secrets->front();
+    } else if (!absl::IsNotFound(secrets.status())) {
+      std::cerr << "fanout-send: " << secrets.status().message() << "\n";
+      return 2;
+    }
+  }
+  if (secret.empty()) {
+    std::cerr << "fanout-send: no secret; sending unsigned deliveries\n";
+  }
+
   int failures = 0;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string path = args[i];
@@ -53,7 +76,18 @@ int main(int argc, char** argv) {
     std::ostringstream body;
     body << in.rdbuf();
 
-    absl::StatusOr<fanout::HttpAnswer> answer = sender.PostJson(body.str());
+    std::map<std::string, std::string> headers = {
+        {"Content-Type", "application/json"},
+        {"User-Agent", "fanout-send/1.0"}};
+    if (!secret.empty()) {
+      const std::string timestamp =
+          std::to_string(absl::ToUnixSeconds(absl::Now()));
+      headers["X-Webhook-Timestamp"] = timestamp;
+      headers["X-Webhook-Signature"] =
+          fanout::SignWebhook(secret, timestamp, body.str());
+    }
+    absl::StatusOr<fanout::HttpAnswer> answer =
+        sender.Send("POST", body.str(), headers);
     if (!answer.ok()) {
       std::cerr << path << ": " << answer.status().message() << "\n";
       ++failures;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "server/app/fanout_server.h"
+#include "server/auth/signature_verifier.h"
 #include "server/common/flags_help.h"
 #include "spdlog/spdlog.h"
 
@@ -76,8 +78,57 @@ ABSL_FLAG(uint64_t, max_subscribe_patterns, 64,
           "Most event type patterns in one Subscribe request.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "Time open gRPC streams get to end on shutdown.");
+ABSL_FLAG(std::string, secrets_file, "",
+          "File of webhook signing secrets, one per line (several while "
+          "rotating; '#' starts a comment). The environment variable "
+          "FANOUT_WEBHOOK_SECRETS (comma-separated) adds more. Secrets are "
+          "never taken from the command line.");
+ABSL_FLAG(bool, create_secrets_file, false,
+          "If --secrets_file does not exist, create it with a new random "
+          "secret (for development: fanout-send signs with the same file).");
+ABSL_FLAG(bool, allow_unsigned, false,
+          "DEVELOPMENT ONLY: accept deliveries without a valid signature when "
+          "no secret is configured.");
+ABSL_FLAG(absl::Duration, signature_tolerance, absl::Minutes(5),
+          "How far a delivery's signed timestamp may be from this clock.");
 ABSL_FLAG(std::string, log_level, "info",
           "One of trace, debug, info, warn, error, critical, off.");
+
+namespace {
+
+// Collects the webhook secrets from --secrets_file (creating it when asked)
+// and FANOUT_WEBHOOK_SECRETS. Never logs a secret.
+absl::Status LoadSecrets(std::vector<std::string>* secrets) {
+  const std::string path = absl::GetFlag(FLAGS_secrets_file);
+  if (!path.empty()) {
+    absl::StatusOr<std::vector<std::string>> from_file =
+        fanout::ReadSecretsFile(path);
+    if (absl::IsNotFound(from_file.status()) &&
+        absl::GetFlag(FLAGS_create_secrets_file)) {
+      std::error_code ignored;
+      std::filesystem::create_directories(
+          std::filesystem::path(path).parent_path(), ignored);
+      absl::StatusOr<std::string> created = fanout::CreateSecretsFile(path);
+      if (!created.ok()) return created.status();
+      spdlog::warn("created a development webhook secret in {}", path);
+      from_file = std::vector<std::string>{*created};
+    }
+    if (!from_file.ok()) return from_file.status();
+    *secrets = *std::move(from_file);
+  }
+  if (const char* env = std::getenv("FANOUT_WEBHOOK_SECRETS")) {
+    for (std::string& secret : fanout::ParseSecretsList(env)) {
+      secrets->push_back(std::move(secret));
+    }
+  }
+  if (!secrets->empty()) {
+    spdlog::info("verifying webhook signatures with {} secret(s)",
+                 secrets->size());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -100,6 +151,13 @@ int main(int argc, char** argv) {
   }
 
   fanout::FanoutServerOptions options;
+  absl::Status secrets = LoadSecrets(&options.webhook_secrets);
+  if (!secrets.ok()) {
+    spdlog::critical("cannot start: {}", secrets.ToString());
+    return EXIT_FAILURE;
+  }
+  options.allow_unsigned = absl::GetFlag(FLAGS_allow_unsigned);
+  options.signature_tolerance = absl::GetFlag(FLAGS_signature_tolerance);
   options.http.address = absl::GetFlag(FLAGS_http_address);
   options.http.port = absl::GetFlag(FLAGS_http_port);
   options.http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);

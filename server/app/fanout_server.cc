@@ -25,6 +25,17 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   const auto invalid = [](absl::string_view what) {
     return absl::InvalidArgumentError(what);
   };
+  if (options.webhook_secrets.empty() && !options.allow_unsigned) {
+    return absl::FailedPreconditionError(
+        "no webhook secret: give --secrets_file or FANOUT_WEBHOOK_SECRETS "
+        "(or, for development only, --allow_unsigned)");
+  }
+  for (const std::string& secret : options.webhook_secrets) {
+    if (secret.empty()) return invalid("a webhook secret is empty");
+  }
+  if (options.signature_tolerance <= absl::ZeroDuration()) {
+    return invalid("signature_tolerance must be positive");
+  }
   if (options.http.max_body_bytes == 0) return invalid("max_body_bytes is 0");
   if (options.http.max_body_bytes + (64 << 10) >
       options.converter.max_event_bytes) {
@@ -81,7 +92,18 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   server->hub_.StartAfter(server->log_->range().last);
   server->ingestor_ =
       std::make_unique<Ingestor>(&server->converter_, server->log_.get());
-  server->handler_ = std::make_unique<WebhookHandler>(server->ingestor_.get());
+  if (!server->options_.webhook_secrets.empty()) {
+    SignatureVerifierOptions verifier_options;
+    verifier_options.secrets = server->options_.webhook_secrets;
+    verifier_options.tolerance = server->options_.signature_tolerance;
+    server->verifier_ = std::make_unique<SignatureVerifier>(verifier_options);
+  } else {
+    spdlog::warn(
+        "UNSIGNED DELIVERIES ARE ACCEPTED (--allow_unsigned): anyone who "
+        "can reach the ingest port can publish events. Development only.");
+  }
+  server->handler_ = std::make_unique<WebhookHandler>(server->ingestor_.get(),
+                                                      server->verifier_.get());
   server->service_ = std::make_unique<FanoutService>(
       &server->hub_, server->log_.get(), server->options_.service);
 

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/auth/signature_verifier.h"
 #include "server/convert/event_converter.h"
 #include "server/fanout/event_hub.h"
 #include "server/grpc/fanout_service.h"
@@ -33,6 +34,12 @@ struct FanoutServerOptions {
   int http_threads = 2;
   // host:port for gRPC; port 0 picks a free one.
   std::string grpc_address = "127.0.0.1:50051";
+  // Secrets that may sign deliveries (several while rotating). Without any,
+  // the server refuses to start unless allow_unsigned is set.
+  std::vector<std::string> webhook_secrets;
+  bool allow_unsigned = false;
+  // How far a signature's timestamp may be from our clock.
+  absl::Duration signature_tolerance = absl::Minutes(5);
   EventConverterOptions converter;
   EventLogOptions log;
   EventHubOptions hub;
@@ -80,6 +87,7 @@ class FanoutServer {
   EventConverter converter_;
   EventHub hub_;
   std::unique_ptr<EventLog> log_;
+  std::unique_ptr<SignatureVerifier> verifier_;  // Null when unsigned.
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<WebhookHandler> handler_;
   // Declared after the hub and the log: its replay threads use both.

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "server/common/status_mapping.h"
 #include "server/convert/json_message.h"
+#include "spdlog/spdlog.h"
 
 namespace fanout {
 namespace {
@@ -25,6 +26,20 @@ HttpResponse JsonResponse(http::status status,
   response.body().push_back('\n');
   response.prepare_payload();
   return response;
+}
+
+// The value of header `name`, or else of `alternative`, or "".
+absl::string_view HeaderValue(const HttpRequest& request,
+                              absl::string_view name,
+                              absl::string_view alternative) {
+  for (absl::string_view candidate : {name, alternative}) {
+    const auto found = request.find(
+        boost::beast::string_view(candidate.data(), candidate.size()));
+    if (found != request.end()) {
+      return absl::string_view(found->value().data(), found->value().size());
+    }
+  }
+  return absl::string_view();
 }
 
 absl::string_view PathOf(absl::string_view target) {
@@ -58,7 +73,8 @@ bool IsJsonContentType(const std::string& content_type) {
                                 "application/json");
 }
 
-WebhookHandler::WebhookHandler(Ingestor* ingestor) : ingestor_(ingestor) {}
+WebhookHandler::WebhookHandler(Ingestor* ingestor, SignatureVerifier* verifier)
+    : ingestor_(ingestor), verifier_(verifier) {}
 
 void WebhookHandler::Handle(HttpRequest request, Respond respond) {
   const absl::string_view target(request.target().data(),
@@ -77,6 +93,21 @@ void WebhookHandler::Handle(HttpRequest request, Respond respond) {
     respond(std::move(response));
     return;
   }
+  if (verifier_ != nullptr) {
+    SignatureFailure failure;
+    absl::Status verified = verifier_->Verify(
+        HeaderValue(request, "X-Webhook-Signature", "X-Staffify-Signature"),
+        HeaderValue(request, "X-Webhook-Timestamp", "X-Staffify-Timestamp"),
+        request.body(), &failure);
+    if (!verified.ok()) {
+      // Neither the body nor anything the sender chose goes into the log.
+      spdlog::warn("delivery refused: signature {}",
+                   SignatureFailureName(failure));
+      respond(JsonErrorResponse(verified));
+      return;
+    }
+  }
+
   const auto content_type = request.find(http::field::content_type);
   if (content_type == request.end() ||
       !IsJsonContentType(std::string(content_type->value()))) {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "server/auth/signature_verifier.h"
 #include "server/ingest/ingestor.h"
 
 namespace fanout {
@@ -43,7 +44,9 @@ class WebhookHandler {
   static constexpr const char* kWebhookPath = "/webhooks";
 
   // `ingestor` must outlive the handler.
-  explicit WebhookHandler(Ingestor* ingestor);
+  // `verifier` checks signatures; null accepts unsigned deliveries (for
+  // development only). Both must outlive the handler.
+  WebhookHandler(Ingestor* ingestor, SignatureVerifier* verifier);
 
   // Answers `request` by calling `respond` exactly once, possibly before
   // Handle returns and on any thread:
@@ -53,6 +56,8 @@ class WebhookHandler {
   //   a body that is not a usable delivery 400
   //   any other path                       404
   //   another method on /webhooks          405
+  //   a missing, malformed, stale or wrong
+  //   signature                            401
   //   a content type other than JSON, or
   //   a Content-Encoding other than identity 415
   // The response's version and keep-alive are the caller's to set.
@@ -60,6 +65,7 @@ class WebhookHandler {
 
  private:
   Ingestor* const ingestor_;
+  SignatureVerifier* const verifier_;
 };
 
 }  // namespace fanout

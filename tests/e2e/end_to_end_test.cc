@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/app/fanout_server.h"
+#include "server/auth/signature_verifier.h"
 #include "server/convert/event_converter.h"
 #include "server/convert/event_json.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
@@ -118,7 +120,10 @@ class TestSubscriber {
 
 class EndToEndTest : public ::testing::Test {
  protected:
+  // Starts the service; unless `options` has secrets, unsigned deliveries
+  // are accepted, as most tests here are about what happens after ingest.
   void StartServer(FanoutServerOptions options = {}) {
+    if (options.webhook_secrets.empty()) options.allow_unsigned = true;
     options.log.data_dir = data_dir_.path();
     options.http.port = 0;
     options.grpc_address = "127.0.0.1:0";
@@ -499,6 +504,7 @@ int FreePort() {
 
 TEST_F(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
   FanoutServerOptions options;
+  options.allow_unsigned = true;
   options.log.data_dir = data_dir_.path();
   options.http.port = 0;
   options.grpc_address = absl::StrCat("127.0.0.1:", FreePort());
@@ -555,6 +561,68 @@ TEST_F(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
 
   subscriber.Stop();
   runner.join();
+}
+
+TEST_F(EndToEndTest, OnlySignedDeliveriesAreKeptWhenSecretsAreSet) {
+  FanoutServerOptions options;
+  options.webhook_secrets = {"old-secret", "new-secret"};
+  StartServer(options);
+  TestSubscriber subscriber(grpc_target_, {"*"});
+  WaitForSubscribers(1);
+
+  const auto post = [&](const std::map<std::string, std::string>& extra,
+                        const std::string& body) {
+    std::map<std::string, std::string> headers = {
+        {"Content-Type", "application/json"}};
+    headers.insert(extra.begin(), extra.end());
+    absl::StatusOr<HttpAnswer> answer = sender_->Send("POST", body, headers);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    return answer.ok() ? *answer : HttpAnswer();
+  };
+  const std::string now = std::to_string(absl::ToUnixSeconds(absl::Now()));
+
+  const HttpAnswer unsigned_answer = post({}, Ping(1));
+  EXPECT_EQ(unsigned_answer.status, 401);
+  EXPECT_EQ(boost::json::parse(unsigned_answer.body).at("error"),
+            "unauthenticated");
+
+  const HttpAnswer wrong =
+      post({{"X-Webhook-Timestamp", now},
+            {"X-Webhook-Signature", SignWebhook("guess", now, Ping(2))}},
+           Ping(2));
+  EXPECT_EQ(wrong.status, 401);
+
+  // Either spelling of the headers, any active secret.
+  const HttpAnswer with_old =
+      post({{"X-Webhook-Timestamp", now},
+            {"X-Webhook-Signature", SignWebhook("old-secret", now, Ping(3))}},
+           Ping(3));
+  EXPECT_EQ(with_old.status, 200) << with_old.body;
+  const HttpAnswer with_new =
+      post({{"X-Staffify-Timestamp", now},
+            {"X-Staffify-Signature", SignWebhook("new-secret", now, Ping(4))}},
+           Ping(4));
+  EXPECT_EQ(with_new.status, 200) << with_new.body;
+
+  std::vector<Event> events = subscriber.WaitForEvents(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].id(), "wh_ping_3");
+  EXPECT_EQ(events[1].id(), "wh_ping_4");
+  EXPECT_EQ(server_->log()->range().last, 2u);
+}
+
+TEST_F(EndToEndTest,
+       ServerWithoutSecretsRefusesToStartUnlessUnsignedIsAllowed) {
+  FanoutServerOptions options;
+  options.log.data_dir = data_dir_.path();
+  options.http.port = 0;
+  options.grpc_address = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<FanoutServer>> server =
+      FanoutServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(server.status().message()),
+              ::testing::HasSubstr("--allow_unsigned"));
 }
 
 }  // namespace

@@ -277,7 +277,7 @@ class HttpServerTest : public ::testing::Test {
   testing::HubLog hub_log_;
   EventHub& hub_ = *hub_log_.hub();
   Ingestor ingestor_{&converter_, hub_log_.log()};
-  WebhookHandler handler_{&ingestor_};
+  WebhookHandler handler_{&ingestor_, /*verifier=*/nullptr};
 
   asio::io_context io_context_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>

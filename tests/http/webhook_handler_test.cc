@@ -140,7 +140,7 @@ class WebhookHandlerTest : public ::testing::Test {
   testing::HubLog hub_log_;
   EventHub& hub_ = *hub_log_.hub();
   Ingestor ingestor_{&converter_, hub_log_.log()};
-  WebhookHandler handler_{&ingestor_};
+  WebhookHandler handler_{&ingestor_, /*verifier=*/nullptr};
 };
 
 TEST_F(WebhookHandlerTest, EveryExampleIsAcceptedAndPublishedInOrder) {

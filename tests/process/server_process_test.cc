@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "client/webhook_sender.h"
 #include "gtest/gtest.h"
+#include "server/auth/signature_verifier.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
 #include "tests/util/temp_dir.h"
 
@@ -50,6 +51,9 @@ extern char** environ;
 
 namespace fanout {
 namespace {
+
+// The webhook secret the servers under test verify signatures with.
+constexpr char kSecret[] = "process-test-secret";
 
 using staffify::fanout::v1::Event;
 using staffify::fanout::v1::Fanout;
@@ -236,9 +240,19 @@ class ServerProcess {
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& data_dir, const std::string& log_path,
     const std::vector<std::string>& flags) {
+  // The secrets file sits beside the data directory.
+  const std::string secrets_path = data_dir + ".secrets";
+  {
+    std::ofstream secrets(secrets_path);
+    secrets << kSecret << "\n";
+  }
   std::vector<std::string> args = {
-      kServerBinary, "--http_port=0", "--grpc_address=127.0.0.1:0",
-      absl::StrCat("--data_dir=", data_dir), "--log_level=info"};
+      kServerBinary,
+      "--http_port=0",
+      "--grpc_address=127.0.0.1:0",
+      absl::StrCat("--data_dir=", data_dir),
+      absl::StrCat("--secrets_file=", secrets_path),
+      "--log_level=info"};
   args.insert(args.end(), flags.begin(), flags.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -317,7 +331,15 @@ struct Ack {
 // POSTs delivery `id`. Returns its answer; the sender's error when the
 // exchange failed; Internal for a non-2xx status or a malformed answer.
 absl::StatusOr<Ack> Deliver(WebhookSender* sender, const std::string& id) {
-  absl::StatusOr<HttpAnswer> answer = sender->PostJson(DeliveryBody(id));
+  // Signed as Staffify signs, so that every test also exercises the check.
+  const std::string body = DeliveryBody(id);
+  const std::string timestamp =
+      std::to_string(absl::ToUnixSeconds(absl::Now()));
+  absl::StatusOr<HttpAnswer> answer = sender->Send(
+      "POST", body,
+      {{"Content-Type", "application/json"},
+       {"X-Webhook-Timestamp", timestamp},
+       {"X-Webhook-Signature", SignWebhook(kSecret, timestamp, body)}});
   if (!answer.ok()) return answer.status();
   if (answer->status / 100 != 2) {
     return absl::InternalError(
