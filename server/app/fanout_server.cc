@@ -90,8 +90,8 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   }
   server->log_ = *std::move(log);
   server->hub_.StartAfter(server->log_->range().last);
-  server->ingestor_ =
-      std::make_unique<Ingestor>(&server->converter_, server->log_.get());
+  server->ingestor_ = std::make_unique<Ingestor>(
+      &server->converter_, server->log_.get(), &server->metrics_);
   if (!server->options_.webhook_secrets.empty()) {
     SignatureVerifierOptions verifier_options;
     verifier_options.secrets = server->options_.webhook_secrets;
@@ -102,10 +102,14 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
         "UNSIGNED DELIVERIES ARE ACCEPTED (--allow_unsigned): anyone who "
         "can reach the ingest port can publish events. Development only.");
   }
-  server->handler_ = std::make_unique<WebhookHandler>(server->ingestor_.get(),
-                                                      server->verifier_.get());
+  FanoutServer* self = server.get();
+  server->handler_ = std::make_unique<WebhookHandler>(
+      server->ingestor_.get(), server->verifier_.get(), &server->metrics_,
+      OperatorEndpoints{[self] { return self->Ready(); },
+                        [self] { return self->RenderMetrics(); }});
   server->service_ = std::make_unique<FanoutService>(
-      &server->hub_, server->log_.get(), server->options_.service);
+      &server->hub_, server->log_.get(), &server->metrics_,
+      server->options_.service);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -152,6 +156,7 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   server->ticker_ =
       std::thread([server = server.get()] { server->TickLoop(); });
 
+  server->ready_ = true;
   spdlog::info("listening: HTTP {}:{} (POST {}), gRPC {} (port {})",
                server->options_.http.address, server->http_->port(),
                WebhookHandler::kWebhookPath, server->options_.grpc_address,
@@ -160,6 +165,62 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
 }
 
 FanoutServer::~FanoutServer() { Shutdown(); }
+
+std::string FanoutServer::RenderMetrics() const {
+  std::string out;
+  metrics_.Render(&out);
+
+  if (verifier_ != nullptr) {
+    absl::StrAppend(&out,
+                    "# HELP fanout_signature_failures_total Deliveries "
+                    "refused for their signature, by reason.\n"
+                    "# TYPE fanout_signature_failures_total counter\n");
+    for (int i = 0; i < kSignatureFailureCount; ++i) {
+      const auto failure = static_cast<SignatureFailure>(i);
+      absl::StrAppend(&out, "fanout_signature_failures_total{reason=\"",
+                      SignatureFailureName(failure), "\"} ",
+                      verifier_->failures(failure), "\n");
+    }
+  }
+  if (log_ != nullptr) {
+    const LogRange range = log_->range();
+    absl::StrAppend(
+        &out,
+        "# HELP fanout_duplicates_total Deliveries whose id was already "
+        "stored.\n# TYPE fanout_duplicates_total counter\n"
+        "fanout_duplicates_total ",
+        log_->duplicates(),
+        "\n# HELP fanout_differing_duplicates_total Duplicates whose body "
+        "differed from the stored one.\n"
+        "# TYPE fanout_differing_duplicates_total counter\n"
+        "fanout_differing_duplicates_total ",
+        log_->differing_duplicates(),
+        "\n# HELP fanout_log_commits_total Event log transactions.\n"
+        "# TYPE fanout_log_commits_total counter\nfanout_log_commits_total ",
+        log_->commits(),
+        "\n# HELP fanout_log_last_sequence Newest sequence in the log.\n"
+        "# TYPE fanout_log_last_sequence gauge\nfanout_log_last_sequence ",
+        range.last,
+        "\n# HELP fanout_log_first_sequence Oldest retained sequence.\n"
+        "# TYPE fanout_log_first_sequence gauge\nfanout_log_first_sequence ",
+        range.first, "\n");
+  }
+
+  const uint64_t last = hub_.last_sequence();
+  const auto cursors = hub_.SubscriberCursors();
+  absl::StrAppend(&out,
+                  "# HELP fanout_subscribers Subscribe streams open.\n"
+                  "# TYPE fanout_subscribers gauge\nfanout_subscribers ",
+                  cursors.size(),
+                  "\n# HELP fanout_subscriber_lag Events committed that a "
+                  "subscriber has not yet considered.\n"
+                  "# TYPE fanout_subscriber_lag gauge\n");
+  for (const auto& [id, cursor] : cursors) {
+    absl::StrAppend(&out, "fanout_subscriber_lag{subscriber=\"", id, "\"} ",
+                    last > cursor ? last - cursor : 0, "\n");
+  }
+  return out;
+}
 
 void FanoutServer::TickLoop() {
   // Ticking at a quarter of the interval keeps heartbeats within 25% of it.
@@ -178,9 +239,18 @@ void FanoutServer::TickLoop() {
 void FanoutServer::Shutdown() {
   if (stopped_) return;
   stopped_ = true;
+  ready_ = false;
+  if (grpc_ != nullptr) grpc_->GetHealthCheckService()->SetServingStatus(false);
   const bool started = grpc_ != nullptr && http_ != nullptr;
 
   if (http_) http_->Stop();
+  // Deliveries already received are committed and answered before the
+  // threads stop, within the grace period.
+  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  while (handler_ != nullptr && handler_->in_flight() > 0 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   {
     absl::MutexLock lock(&tick_mu_);
     ticking_ = false;

@@ -9,6 +9,7 @@
 
 #include <grpcpp/server.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/auth/signature_verifier.h"
+#include "server/common/metrics.h"
 #include "server/convert/event_converter.h"
 #include "server/fanout/event_hub.h"
 #include "server/grpc/fanout_service.h"
@@ -72,6 +74,11 @@ class FanoutServer {
   // Idempotent; not thread-safe.
   void Shutdown();
 
+  // The Prometheus text of GET /metrics.
+  std::string RenderMetrics() const;
+  // Whether the log is open and both listeners are up (GET /readyz).
+  bool Ready() const { return ready_.load(); }
+
   uint16_t http_port() const { return http_->port(); }
   int grpc_port() const { return grpc_port_; }
   EventHub* hub() { return &hub_; }
@@ -85,6 +92,7 @@ class FanoutServer {
 
   const FanoutServerOptions options_;
   EventConverter converter_;
+  Metrics metrics_;
   EventHub hub_;
   std::unique_ptr<EventLog> log_;
   std::unique_ptr<SignatureVerifier> verifier_;  // Null when unsigned.
@@ -104,6 +112,7 @@ class FanoutServer {
   std::unique_ptr<grpc::Server> grpc_;
   int grpc_port_ = 0;
   bool stopped_ = false;
+  std::atomic<bool> ready_{false};
 };
 
 }  // namespace fanout

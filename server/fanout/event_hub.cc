@@ -18,7 +18,8 @@ Subscription::Subscription(EventHub* hub, uint64_t id,
 
 Subscription::~Subscription() { Close(); }
 
-Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event) {
+Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event,
+                                      absl::Time* published_at) {
   absl::MutexLock lock(&hub_->mu_);
   if (hub_->closed_ || !attached_) return Next::kClosed;
   if (cursor_ + 1 < hub_->first_sequence_) return Next::kFellBehind;
@@ -26,11 +27,11 @@ Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event) {
   // Every event skipped here is one this subscriber never has to look at
   // again, so the scan costs O(1) per event per subscriber overall.
   while (cursor_ < hub_->last_sequence_) {
-    const auto& candidate =
-        hub_->window_[cursor_ + 1 - hub_->first_sequence_].event;
+    const auto& slot = hub_->window_[cursor_ + 1 - hub_->first_sequence_];
     ++cursor_;
-    if (filter_.Matches(candidate->event_type())) {
-      *event = candidate;
+    if (filter_.Matches(slot.event->event_type())) {
+      *event = slot.event;
+      if (published_at != nullptr) *published_at = slot.published_at;
       return Next::kEvent;
     }
   }
@@ -99,7 +100,7 @@ void EventHub::PublishLocked(
   }
   last_sequence_ = sequence;
   const size_t bytes = stored->SpaceUsedLong();
-  window_.push_back({stored, bytes});
+  window_.push_back({stored, bytes, absl::Now()});
   window_bytes_used_ += bytes;
   while (window_.size() > 1 && (window_.size() > window_events_ ||
                                 window_bytes_used_ > window_bytes_)) {
@@ -195,6 +196,16 @@ void EventHub::Detach(Subscription* subscription) {
 uint64_t EventHub::last_sequence() const {
   absl::MutexLock lock(&mu_);
   return last_sequence_;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> EventHub::SubscriberCursors() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<uint64_t, uint64_t>> cursors;
+  for (const Attached& attached : subscriptions_) {
+    cursors.emplace_back(attached.subscription->id_,
+                         attached.subscription->cursor_);
+  }
+  return cursors;
 }
 
 size_t EventHub::subscriber_count() const {

@@ -18,10 +18,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/fanout/subscription_filter.h"
 #include "staffify/fanout/v1/fanout.pb.h"
 
@@ -54,7 +56,10 @@ class Subscription {
   // advances the cursor past it. On kNone the subscription is armed: the
   // next matching publish (or the hub closing) calls `wake` once, on the
   // publishing thread.
-  Next Read(std::shared_ptr<const staffify::fanout::v1::Event>* event);
+  // When `published_at` is given, it receives the time the event was
+  // published to the hub (for latency metrics).
+  Next Read(std::shared_ptr<const staffify::fanout::v1::Event>* event,
+            absl::Time* published_at = nullptr);
 
   // Moves the cursor forward to `through` (never back), after the caller
   // delivered events up to it from elsewhere.
@@ -136,6 +141,9 @@ class EventHub {
   uint64_t last_sequence() const;
   size_t subscriber_count() const;
 
+  // (subscription id, cursor) of every attached subscriber, by id.
+  std::vector<std::pair<uint64_t, uint64_t>> SubscriberCursors() const;
+
  private:
   friend class Subscription;
 
@@ -154,6 +162,7 @@ class EventHub {
   struct Slot {
     std::shared_ptr<const staffify::fanout::v1::Event> event;
     size_t bytes;  // Memory the event takes.
+    absl::Time published_at;
   };
   std::deque<Slot> window_ ABSL_GUARDED_BY(mu_);
   size_t window_bytes_used_ ABSL_GUARDED_BY(mu_) = 0;

@@ -29,6 +29,7 @@ class FailedStream : public grpc::ServerWriteReactor<SubscribeResponse> {
 struct StreamContext {
   EventHub* hub;
   EventLog* log;
+  Metrics* metrics;  // May be null.
   WorkQueue* replay_queue;
   const FanoutServiceOptions* options;
 };
@@ -95,9 +96,14 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
         backlog_.pop_front();
         action = Action::kWrite;
       } else {
-        switch (subscription_->Read(&event)) {
+        absl::Time published_at;
+        switch (subscription_->Read(&event, &published_at)) {
           case Subscription::Next::kEvent:
             action = Action::kWrite;
+            if (context_.metrics != nullptr) {
+              context_.metrics->commit_to_send().Observe(absl::Now() -
+                                                         published_at);
+            }
             break;
           case Subscription::Next::kNone:
             if (absl::Now() - last_activity_ >=
@@ -225,10 +231,11 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
 
 }  // namespace
 
-FanoutService::FanoutService(EventHub* hub, EventLog* log,
+FanoutService::FanoutService(EventHub* hub, EventLog* log, Metrics* metrics,
                              FanoutServiceOptions options)
     : hub_(hub),
       log_(log),
+      metrics_(metrics),
       options_(options),
       replay_queue_(options.replay_threads) {}
 
@@ -311,9 +318,9 @@ grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
   if (!after.ok()) return new FailedStream(ToGrpcStatus(after.status()));
 
   return new SubscribeStream(
-      StreamContext{hub_, log_, &replay_queue_, &options_}, *std::move(filter),
-      *after, patterns.empty() ? "*" : absl::StrJoin(patterns, ","),
-      context->peer());
+      StreamContext{hub_, log_, metrics_, &replay_queue_, &options_},
+      *std::move(filter), *after,
+      patterns.empty() ? "*" : absl::StrJoin(patterns, ","), context->peer());
 }
 
 }  // namespace fanout

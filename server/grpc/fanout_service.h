@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/common/metrics.h"
 #include "server/common/work_queue.h"
 #include "server/fanout/event_hub.h"
 #include "server/log/event_log.h"
@@ -41,8 +42,9 @@ struct FanoutServiceOptions {
 class FanoutService final
     : public staffify::fanout::v1::Fanout::CallbackService {
  public:
-  // `hub` and `log` must outlive the service and every stream it started.
-  FanoutService(EventHub* hub, EventLog* log,
+  // `hub`, `log` and `metrics` (which may be null) must outlive the service
+  // and every stream it started.
+  FanoutService(EventHub* hub, EventLog* log, Metrics* metrics = nullptr,
                 FanoutServiceOptions options = {});
 
   grpc::ServerWriteReactor<staffify::fanout::v1::SubscribeResponse>* Subscribe(
@@ -59,6 +61,7 @@ class FanoutService final
  private:
   EventHub* const hub_;
   EventLog* const log_;
+  Metrics* const metrics_;
   const FanoutServiceOptions options_;
   WorkQueue replay_queue_;
 };

@@ -28,6 +28,28 @@ HttpResponse JsonResponse(http::status status,
   return response;
 }
 
+HttpResponse TextResponse(http::status status, std::string body,
+                          absl::string_view content_type) {
+  HttpResponse response(status, 11);
+  response.set(
+      http::field::content_type,
+      boost::beast::string_view(content_type.data(), content_type.size()));
+  response.body() = std::move(body);
+  response.prepare_payload();
+  return response;
+}
+
+// Marks the end of one delivery's handling when it goes out of scope.
+class InFlightRelease {
+ public:
+  explicit InFlightRelease(std::atomic<int>* in_flight)
+      : in_flight_(in_flight) {}
+  ~InFlightRelease() { in_flight_->fetch_sub(1); }
+
+ private:
+  std::atomic<int>* const in_flight_;
+};
+
 // The value of header `name`, or else of `alternative`, or "".
 absl::string_view HeaderValue(const HttpRequest& request,
                               absl::string_view name,
@@ -73,13 +95,38 @@ bool IsJsonContentType(const std::string& content_type) {
                                 "application/json");
 }
 
-WebhookHandler::WebhookHandler(Ingestor* ingestor, SignatureVerifier* verifier)
-    : ingestor_(ingestor), verifier_(verifier) {}
+WebhookHandler::WebhookHandler(Ingestor* ingestor, SignatureVerifier* verifier,
+                               Metrics* metrics,
+                               OperatorEndpoints operator_endpoints)
+    : ingestor_(ingestor),
+      verifier_(verifier),
+      metrics_(metrics),
+      operator_endpoints_(std::move(operator_endpoints)) {}
 
 void WebhookHandler::Handle(HttpRequest request, Respond respond) {
   const absl::string_view target(request.target().data(),
                                  request.target().size());
-  if (PathOf(target) != kWebhookPath) {
+  const absl::string_view path = PathOf(target);
+  if (request.method() == http::verb::get) {
+    if (path == "/healthz") {
+      respond(TextResponse(http::status::ok, "ok\n", "text/plain"));
+      return;
+    }
+    if (path == "/readyz") {
+      const bool ready =
+          !operator_endpoints_.ready || operator_endpoints_.ready();
+      respond(TextResponse(
+          ready ? http::status::ok : http::status::service_unavailable,
+          ready ? "ready\n" : "not ready\n", "text/plain"));
+      return;
+    }
+    if (path == "/metrics" && operator_endpoints_.metrics) {
+      respond(TextResponse(http::status::ok, operator_endpoints_.metrics(),
+                           "text/plain; version=0.0.4"));
+      return;
+    }
+  }
+  if (path != kWebhookPath) {
     respond(JsonErrorResponse(http::status::not_found, "not_found",
                               absl::StrCat("no such path; deliveries go to ",
                                            "POST ", kWebhookPath)));
@@ -103,6 +150,9 @@ void WebhookHandler::Handle(HttpRequest request, Respond respond) {
       // Neither the body nor anything the sender chose goes into the log.
       spdlog::warn("delivery refused: signature {}",
                    SignatureFailureName(failure));
+      if (metrics_ != nullptr) {
+        metrics_->CountDelivery("", Metrics::kUnauthenticated);
+      }
       respond(JsonErrorResponse(verified));
       return;
     }
@@ -132,9 +182,11 @@ void WebhookHandler::Handle(HttpRequest request, Respond respond) {
     return;
   }
 
+  in_flight_.fetch_add(1);
   ingestor_->Ingest(
-      std::move(request.body()),
-      [respond = std::move(respond)](absl::StatusOr<IngestResult> result) {
+      std::move(request.body()), [this, respond = std::move(respond)](
+                                     absl::StatusOr<IngestResult> result) {
+        InFlightRelease release(&in_flight_);
         if (!result.ok()) {
           respond(JsonErrorResponse(result.status()));
           return;

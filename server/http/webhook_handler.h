@@ -7,6 +7,7 @@
 #ifndef FANOUT_SERVER_HTTP_WEBHOOK_HANDLER_H_
 #define FANOUT_SERVER_HTTP_WEBHOOK_HANDLER_H_
 
+#include <atomic>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <functional>
@@ -36,6 +37,15 @@ HttpResponse JsonErrorResponse(const absl::Status& status);
 // letter case, with or without parameters such as "; charset=utf-8".
 bool IsJsonContentType(const std::string& content_type);
 
+// The operator's endpoints, answered beside the webhook path:
+//   GET /healthz  200 while the process runs;
+//   GET /readyz   200 when `ready` says so, else 503;
+//   GET /metrics  `metrics` in the Prometheus text format.
+struct OperatorEndpoints {
+  std::function<bool()> ready;
+  std::function<std::string()> metrics;
+};
+
 class WebhookHandler {
  public:
   using Respond = std::function<void(HttpResponse)>;
@@ -45,8 +55,10 @@ class WebhookHandler {
 
   // `ingestor` must outlive the handler.
   // `verifier` checks signatures; null accepts unsigned deliveries (for
-  // development only). Both must outlive the handler.
-  WebhookHandler(Ingestor* ingestor, SignatureVerifier* verifier);
+  // development only). `metrics` may be null. All must outlive the handler.
+  WebhookHandler(Ingestor* ingestor, SignatureVerifier* verifier,
+                 Metrics* metrics = nullptr,
+                 OperatorEndpoints operator_endpoints = {});
 
   // Answers `request` by calling `respond` exactly once, possibly before
   // Handle returns and on any thread:
@@ -63,9 +75,15 @@ class WebhookHandler {
   // The response's version and keep-alive are the caller's to set.
   void Handle(HttpRequest request, Respond respond);
 
+  // Deliveries handed to the ingestor and not yet answered.
+  int in_flight() const { return in_flight_.load(); }
+
  private:
+  std::atomic<int> in_flight_{0};
   Ingestor* const ingestor_;
   SignatureVerifier* const verifier_;
+  Metrics* const metrics_;
+  const OperatorEndpoints operator_endpoints_;
 };
 
 }  // namespace fanout

@@ -8,16 +8,35 @@ namespace fanout {
 
 using staffify::fanout::v1::Event;
 
-Ingestor::Ingestor(const EventConverter* converter, EventLog* log, Clock clock)
+Ingestor::Ingestor(const EventConverter* converter, EventLog* log,
+                   Metrics* metrics, Clock clock)
     : converter_(converter),
       log_(log),
+      metrics_(metrics),
       clock_(clock ? std::move(clock) : Clock([] { return absl::Now(); })) {}
+
+void Ingestor::Record(absl::Time received_at, const IngestResult& result,
+                      const absl::StatusOr<AppendResult>& appended) {
+  if (metrics_ == nullptr) return;
+  if (!appended.ok()) {
+    metrics_->CountDelivery(result.event_type, Metrics::kUnavailable);
+    return;
+  }
+  if (appended->duplicate) {
+    metrics_->CountDelivery(result.event_type, Metrics::kDuplicate);
+    return;
+  }
+  metrics_->CountDelivery(result.event_type, Metrics::kAccepted);
+  metrics_->CountConversionProblems(result.conversion_problems.size());
+  metrics_->receipt_to_commit().Observe(clock_() - received_at);
+}
 
 void Ingestor::Ingest(std::string body, Done done) {
   const absl::Time received_at = clock_();
   absl::StatusOr<Event> event = converter_->Convert(body);
   if (!event.ok()) {
     spdlog::debug("delivery rejected: {}", event.status().ToString());
+    if (metrics_ != nullptr) metrics_->CountDelivery("", Metrics::kInvalid);
     done(event.status());
     return;
   }
@@ -31,8 +50,10 @@ void Ingestor::Ingest(std::string body, Done done) {
                                     event->conversion_problems().end());
 
   log_->Append(
-      *std::move(event), [result = std::move(result), done = std::move(done)](
-                             absl::StatusOr<AppendResult> appended) mutable {
+      *std::move(event),
+      [this, received_at, result = std::move(result),
+       done = std::move(done)](absl::StatusOr<AppendResult> appended) mutable {
+        Record(received_at, result, appended);
         if (!appended.ok()) {
           done(appended.status());
           return;

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/common/metrics.h"
 #include "server/convert/event_converter.h"
 #include "server/log/event_log.h"
 #include "staffify/fanout/v1/fanout.pb.h"
@@ -37,10 +38,10 @@ class Ingestor {
   using Clock = std::function<absl::Time()>;
   using Done = std::function<void(absl::StatusOr<IngestResult>)>;
 
-  // `converter` and `log` must outlive the Ingestor. `clock` stamps
-  // received_at; it defaults to absl::Now.
+  // `converter`, `log` and `metrics` (which may be null) must outlive the
+  // Ingestor. `clock` stamps received_at; it defaults to absl::Now.
   Ingestor(const EventConverter* converter, EventLog* log,
-           Clock clock = nullptr);
+           Metrics* metrics = nullptr, Clock clock = nullptr);
 
   // Accepts `body`. Calls `done` exactly once, possibly before Ingest
   // returns and on any thread: with the result once the event is committed
@@ -50,8 +51,13 @@ class Ingestor {
   void Ingest(std::string body, Done done);
 
  private:
+  // Counts the outcome of one delivery in metrics_.
+  void Record(absl::Time received_at, const IngestResult& result,
+              const absl::StatusOr<AppendResult>& appended);
+
   const EventConverter* const converter_;
   EventLog* const log_;
+  Metrics* const metrics_;
   const Clock clock_;
 };
 

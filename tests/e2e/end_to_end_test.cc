@@ -625,5 +625,46 @@ TEST_F(EndToEndTest,
               ::testing::HasSubstr("--allow_unsigned"));
 }
 
+TEST_F(EndToEndTest, OperatorEndpointsReportHealthReadinessAndMetrics) {
+  StartServer();
+  TestSubscriber subscriber(grpc_target_, {"ticket.*"});
+  WaitForSubscribers(1);
+  absl::StatusOr<std::string> body = testing::ReadExample("ticket.created");
+  ASSERT_TRUE(body.ok());
+  Post(*body);
+  ASSERT_EQ(sender_->PostJson(*body)->status, 200);  // A duplicate.
+  ASSERT_EQ(sender_->PostJson("{}")->status, 400);
+  ASSERT_EQ(subscriber.WaitForEvents(1).size(), 1u);
+
+  const auto get = [&](const std::string& path) {
+    WebhookSender client(
+        HttpUrl{"127.0.0.1", std::to_string(server_->http_port()), path});
+    absl::StatusOr<HttpAnswer> answer = client.Send("GET", "", {});
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    return answer.ok() ? *answer : HttpAnswer();
+  };
+  EXPECT_EQ(get("/healthz").status, 200);
+  EXPECT_EQ(get("/readyz").status, 200);
+
+  const HttpAnswer metrics = get("/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  for (const std::string line :
+       {"fanout_deliveries_total{event_type=\"ticket.created\","
+        "outcome=\"accepted\"} 1",
+        "fanout_deliveries_total{event_type=\"ticket.created\","
+        "outcome=\"duplicate\"} 1",
+        "fanout_deliveries_total{event_type=\"\",outcome=\"invalid\"} 1",
+        "fanout_duplicates_total 1", "fanout_subscribers 1",
+        "fanout_subscriber_lag{subscriber=\"1\"} 0",
+        "fanout_receipt_to_commit_seconds_count 1",
+        "fanout_commit_to_send_seconds_count 1",
+        "fanout_log_last_sequence 1"}) {
+    EXPECT_THAT(metrics.body, ::testing::HasSubstr(line + "\n"));
+  }
+
+  server_->Shutdown();
+  EXPECT_FALSE(server_->Ready());
+}
+
 }  // namespace
 }  // namespace fanout
