@@ -68,6 +68,9 @@ bool IsRetryableStreamEnd(grpc::StatusCode code) {
     case grpc::StatusCode::INTERNAL:
     case grpc::StatusCode::UNKNOWN:
     case grpc::StatusCode::ABORTED:
+    // A server that is shutting down cancels calls that arrive meanwhile;
+    // the client's own Stop() is told apart before this is asked.
+    case grpc::StatusCode::CANCELLED:
       return true;
     default:
       return false;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building and testing staffify-fanout
-# needs, skipping those already installed. Safe to run again.
+# needs, skipping those already installed, and, where Node.js and npm are
+# installed, the Node.js subscriber's npm packages. Safe to run again.
 set -euo pipefail
 
 packages=(
@@ -8,6 +9,9 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost1.81-dev libboost-json1.81-dev libssl-dev
   libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev
+  clang libclang-rt-14-dev
+  python3-grpcio python3-protobuf
+  bazel-bootstrap
 )
 
 missing=()
@@ -17,14 +21,29 @@ for package in "${packages[@]}"; do
     missing+=("$package")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine may have no package lists yet, or stale ones.
+  if ! $sudo apt-get install -y --no-install-recommends "${missing[@]}"; then
+    $sudo apt-get update
+    $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+fi
 
-echo "install-deps: installing ${missing[*]}"
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-# A fresh machine may have no package lists yet, or stale ones.
-if ! $sudo apt-get install -y --no-install-recommends "${missing[@]}"; then
-  $sudo apt-get update
-  $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+# client/node's packages, exactly as its package-lock.json says, when they
+# are missing or the lock file changed since they were installed (npm keeps
+# its own copy of the lock in node_modules). Nothing else needs them: without
+# Node.js the Node.js client tests are left out.
+node_client="$(cd "$(dirname "$0")/../client/node" && pwd)"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  installed_lock="$node_client/node_modules/.package-lock.json"
+  if [ ! -f "$installed_lock" ] ||
+      [ "$node_client/package-lock.json" -nt "$installed_lock" ]; then
+    echo "install-deps: npm ci in client/node"
+    # Every package here is plain JavaScript: no install script is needed.
+    (cd "$node_client" && npm ci --ignore-scripts --no-audit --no-fund)
+  fi
 fi

@@ -147,7 +147,8 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(level));
   if (spdlog::get_level() == spdlog::level::off && level != "off") {
     spdlog::set_level(spdlog::level::info);
-    spdlog::warn("unknown --log_level \"{}\"; using info", level);
+    spdlog::critical("unknown --log_level \"{}\"", level);
+    return EXIT_FAILURE;
   }
 
   fanout::FanoutServerOptions options;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
@@ -61,8 +62,24 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (options.service.heartbeat_interval <= absl::ZeroDuration()) {
     return invalid("heartbeat_interval must be positive");
   }
-  if (options.log.retention_interval <= absl::ZeroDuration()) {
-    return invalid("retention_interval must be positive");
+  if (options.log.retention_interval < absl::Milliseconds(100)) {
+    return invalid("retention_interval must be at least 100ms");
+  }
+  if (options.log.retention_age < absl::ZeroDuration()) {
+    return invalid("retention_age must not be negative (0 keeps all)");
+  }
+  if (options.converter.max_id_bytes == 0 ||
+      options.converter.max_event_type_bytes == 0) {
+    return invalid("max_id_bytes and max_event_type_bytes must be positive");
+  }
+  // gRPC takes "host:port" and wraps ports above 65535 silently.
+  const size_t colon = options.grpc_address.rfind(':');
+  int64_t grpc_port = -1;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(options.grpc_address.substr(colon + 1), &grpc_port) ||
+      grpc_port < 0 || grpc_port > 65535) {
+    return invalid(absl::StrCat("grpc_address \"", options.grpc_address,
+                                "\" is not host:port with a port 0..65535"));
   }
   return absl::OkStatus();
 }

@@ -47,7 +47,12 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
   SubscribeStream(const StreamContext& context, SubscriptionFilter filter,
                   std::optional<uint64_t> after, const std::string& patterns,
                   const std::string& peer)
-      : context_(context), filter_(filter), last_activity_(absl::Now()) {
+      : context_(context),
+        filter_(filter),
+        // A stream with nothing to send at once begins with a heartbeat, so
+        // that a client learns its position before any event: were it to
+        // reconnect "new only", it would skip what arrived in between.
+        last_activity_(absl::InfinitePast()) {
     subscription_ =
         context_.hub->Subscribe(std::move(filter), after, [this] { Pump(); });
     spdlog::info("subscriber {} attached from {} for [{}] after seq {}",
@@ -277,6 +282,11 @@ absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
       const absl::Time since =
           absl::FromUnixSeconds(start.since_time().seconds()) +
           absl::Nanoseconds(start.since_time().nanos());
+      if (since > absl::Now()) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "since_time ", absl::FormatTime(since),
+            " is in the future; for new events only, leave start unset"));
+      }
       absl::StatusOr<uint64_t> first = log_->FirstSequenceSince(since);
       if (!first.ok()) {
         return absl::Status(

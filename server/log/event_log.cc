@@ -1,7 +1,10 @@
 #include "server/log/event_log.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -156,6 +159,19 @@ absl::Status EventLog::Init() {
                                                options_.data_dir, ": ",
                                                std::strerror(errno)));
   }
+  // One process per data directory: a second writer would fight the first
+  // over sequence numbers. The lock goes with the process, even on kill -9.
+  const std::string lock_path = options_.data_dir + "/LOCK";
+  lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (lock_fd_ < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data directory ", options_.data_dir, " is in use by another process (",
+        lock_path, " is locked)"));
+  }
   const std::string path = options_.data_dir + "/events.db";
 
   writer_db_ = std::make_unique<Database>();
@@ -211,6 +227,7 @@ EventLog::~EventLog() {
     stopping_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 void EventLog::Append(Event event, AppendDone done) {

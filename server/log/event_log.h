@@ -154,6 +154,7 @@ class EventLog {
   std::atomic<uint64_t> commits_{0};
 
   std::thread writer_;
+  int lock_fd_ = -1;  // Holds the data directory's LOCK file.
 };
 
 }  // namespace fanout

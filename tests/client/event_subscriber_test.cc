@@ -471,6 +471,7 @@ TEST_F(EventSubscriberTest, OnlyTheRetryableCodesReconnect) {
                                          grpc::StatusCode::INTERNAL,
                                          grpc::StatusCode::UNKNOWN,
                                          grpc::StatusCode::ABORTED,
+                                         grpc::StatusCode::CANCELLED,
                                          grpc::StatusCode::OK};
   for (grpc::StatusCode code : kRetryable) {
     SCOPED_TRACE(absl::StrCat("code ", code));
@@ -493,8 +494,7 @@ TEST_F(EventSubscriberTest, OnlyTheRetryableCodesReconnect) {
                                      grpc::StatusCode::UNAUTHENTICATED,
                                      grpc::StatusCode::NOT_FOUND,
                                      grpc::StatusCode::FAILED_PRECONDITION,
-                                     grpc::StatusCode::UNIMPLEMENTED,
-                                     grpc::StatusCode::CANCELLED};
+                                     grpc::StatusCode::UNIMPLEMENTED};
   for (grpc::StatusCode code : kFinal) {
     SCOPED_TRACE(absl::StrCat("code ", code));
     FakeServer server(

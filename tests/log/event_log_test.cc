@@ -874,7 +874,7 @@ TEST_F(EventLogTest, OpenFailsWhenDataDirIsAFile) {
   ASSERT_FALSE(log.ok());
   EXPECT_THAT(log.status().code(), AnyOf(absl::StatusCode::kUnavailable,
                                          absl::StatusCode::kInternal));
-  EXPECT_THAT(log.status().message(), HasSubstr(file + "/events.db"));
+  EXPECT_THAT(log.status().message(), HasSubstr(file + "/"));
 }
 
 TEST_F(EventLogTest, OpenFailsOnAFileThatIsNotADatabase) {
@@ -975,6 +975,22 @@ TEST_F(EventLogTest, WriteAheadLogStaysBoundedAsEventsAccumulate) {
       std::filesystem::file_size(DatabasePath() + "-wal");
   EXPECT_LT(wal_bytes, written / 2);
   EXPECT_GT(std::filesystem::file_size(DatabasePath()), written / 2);
+}
+
+TEST(EventLogLockTest, SecondLogOnTheSameDirectoryIsRefused) {
+  testing::TempDir dir;
+  EventLogOptions options;
+  options.data_dir = dir.path();
+  auto first = EventLog::Open(options, nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = EventLog::Open(options, nullptr);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()),
+              ::testing::HasSubstr("in use by another process"));
+
+  first->reset();
+  EXPECT_TRUE(EventLog::Open(options, nullptr).ok());
 }
 
 }  // namespace
