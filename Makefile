@@ -11,7 +11,7 @@ BENCH_BUILD_DIR ?= build-release
 # A development secret is created on the first run; fanout-send signs with it.
 DEV_SECRET_FLAGS = --secrets_file=data/webhook-secrets --create_secrets_file
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build run test bench bazel-test clean
 
 all: build
 
@@ -31,6 +31,11 @@ run: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# The same sources and tests built by Bazel (WORKSPACE, bazel/, the BUILD
+# files), offline, against the same system packages; see .bazelrc.
+bazel-test: deps
+	bazel test //...
 
 # About three minutes of loopback runs against servers it starts; prints the
 # machine and one table (bench/RESULTS.md explains the figures).
