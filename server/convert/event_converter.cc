@@ -183,8 +183,10 @@ absl::StatusOr<Event> EventConverter::Convert(absl::string_view body) const {
   }
 
   event.set_raw_body(std::string(body));
-  LimitSize(&event);
+  // Problems first: cutting a long path appends "...", which can grow the
+  // event past max_event_bytes after LimitSize measured it.
   LimitProblems(event.mutable_conversion_problems());
+  LimitSize(&event);
   return event;
 }
 

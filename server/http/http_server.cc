@@ -160,14 +160,21 @@ class Session : public std::enable_shared_from_this<Session> {
     HttpRequest request = parser_->release();
     const bool keep_alive = request.keep_alive();
     const unsigned version = request.version();
-    handler_->Handle(std::move(request), [self = shared_from_this(), keep_alive,
-                                          version](HttpResponse response) {
-      response.version(version);
-      asio::post(self->stream_.get_executor(),
-                 [self, keep_alive, response = std::move(response)]() mutable {
-                   self->Write(std::move(response), keep_alive);
-                 });
-    });
+    // The handler may destroy this callback well after calling it, on
+    // another thread (the event log's writer), even after the io_context is
+    // gone. So the call hands its reference to the session over to the
+    // posted write: the session, its socket and its timer are released only
+    // by the io_context's handlers, or with them when it is destroyed.
+    handler_->Handle(
+        std::move(request), [self = shared_from_this(), keep_alive,
+                             version](HttpResponse response) mutable {
+          response.version(version);
+          const auto executor = self->stream_.get_executor();
+          asio::post(executor, [self = std::move(self), keep_alive,
+                                response = std::move(response)]() mutable {
+            self->Write(std::move(response), keep_alive);
+          });
+        });
   }
 
   void Write(HttpResponse response, bool keep_alive) {

@@ -273,13 +273,16 @@ class HttpServerTest : public ::testing::Test {
     EXPECT_TRUE(IsClosed(closed)) << closed.message();
   }
 
+  // Destroyed last: the event log's writer thread answers deliveries by
+  // posting to the io_context until hub_log_ is destroyed.
+  asio::io_context io_context_;
+
   EventConverter converter_;
   testing::HubLog hub_log_;
   EventHub& hub_ = *hub_log_.hub();
   Ingestor ingestor_{&converter_, hub_log_.log()};
   WebhookHandler handler_{&ingestor_, /*verifier=*/nullptr};
 
-  asio::io_context io_context_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       work_{io_context_.get_executor()};
   std::vector<std::thread> threads_;
