@@ -83,7 +83,7 @@ test-sanitized: deps
 	cd $(ASAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600 \
 	  -E 'StalledSubscriberCostsBoundedMemory'
 
-# About six minutes of loopback runs against servers it starts (fanout-server,
+# About five minutes of loopback runs against servers it starts (fanout-server,
 # nginx, nats-server); prints the machine and one table with ratios and the
 # targets (docs/performance.md explains the figures). BENCH_REPEAT=1
 # BENCH_QUICK=1 make bench is a smoke run of under a minute.

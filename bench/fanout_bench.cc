@@ -532,8 +532,7 @@ class StreamSet::Stream : public grpc::ClientReadReactor<SubscribeResponse> {
 
 StreamSet::StreamSet(const std::string& target, int streams, int channels,
                      bool record_latency, bool stall_after_attach)
-    : record_latency_(record_latency),
-      stall_after_attach_(stall_after_attach) {
+    : record_latency_(record_latency), stall_after_attach_(stall_after_attach) {
   if (channels <= 0 || channels > streams) channels = streams;
   for (int i = 0; i < channels; ++i) {
     grpc::ChannelArguments args;
@@ -1023,8 +1022,10 @@ int RunStalledMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
   const double growth_mib = (*after - *before) / 1048576.0;
   const double peak_growth_mib = (*peak - *before) / 1048576.0;
   std::printf(
-      "stalled-memory: %" PRId64 " events posted on %d connections in %.2f s "
-      "past one stalled stream (it received %" PRId64 " tickets)\n"
+      "stalled-memory: %" PRId64
+      " events posted on %d connections in %.2f s "
+      "past one stalled stream (it received %" PRId64
+      " tickets)\n"
       "  server VmRSS %.1f MiB before, %.1f MiB after: growth %.1f MiB; "
       "VmHWM %.1f MiB (peak growth %.1f MiB)\n",
       totals.accepted, connections, (totals.finished_ns - start_ns) / 1e9,
@@ -1059,8 +1060,7 @@ int WriteRequests(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
                                     "cannot write ", out, ".", slice)));
     }
   }
-  const std::string timestamp =
-      absl::StrCat(absl::ToUnixSeconds(absl::Now()));
+  const std::string timestamp = absl::StrCat(absl::ToUnixSeconds(absl::Now()));
   size_t body_bytes = 0;
   for (int64_t n = 0; n < requests; ++n) {
     const int slice = static_cast<int>(n % slices);
@@ -1070,13 +1070,11 @@ int WriteRequests(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
     // Both servers ignore Host (nginx has one server block), so it need
     // not name the port of the server the file is sent to.
     const std::string request = absl::StrCat(
-        "POST ", ingest.url.target, " HTTP/1.1\r\n",
-        "Host: 127.0.0.1\r\n",
+        "POST ", ingest.url.target, " HTTP/1.1\r\n", "Host: 127.0.0.1\r\n",
         "Content-Type: application/json\r\n",
         "User-Agent: Staffify-Webhooks/1.0 (fanout-bench)\r\n",
-        "X-Staffify-Delivery: ", id, "\r\n",
-        "X-Staffify-Event: ", kTicketType, "\r\n",
-        "X-Webhook-Timestamp: ", timestamp, "\r\n",
+        "X-Staffify-Delivery: ", id, "\r\n", "X-Staffify-Event: ", kTicketType,
+        "\r\n", "X-Webhook-Timestamp: ", timestamp, "\r\n",
         "X-Webhook-Signature: ",
         SignatureHeader(ingest.secret, timestamp, body), "\r\n",
         "Content-Length: ", body.size(), "\r\n\r\n", body);

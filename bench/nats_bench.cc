@@ -125,14 +125,16 @@ class Connection {
     natsOptions* options = nullptr;
     natsStatus status = natsOptions_Create(&options);
     if (status == NATS_OK) status = natsOptions_SetURL(options, url.c_str());
-    if (status == NATS_OK) status = natsOptions_SetAllowReconnect(options, false);
+    if (status == NATS_OK)
+      status = natsOptions_SetAllowReconnect(options, false);
     if (status == NATS_OK && send_asap) {
       status = natsOptions_SetSendAsap(options, true);
     }
     if (status == NATS_OK && absl::GetFlag(FLAGS_delivery_threads) > 0) {
       status = natsOptions_UseGlobalMessageDelivery(options, true);
     }
-    if (status == NATS_OK) status = natsConnection_Connect(&connection_, options);
+    if (status == NATS_OK)
+      status = natsConnection_Connect(&connection_, options);
     natsOptions_Destroy(options);
     if (status != NATS_OK) return NatsError("connecting", status);
     return absl::OkStatus();
@@ -165,9 +167,9 @@ class Subscriber {
   absl::Status Start(const std::string& url) {
     absl::Status connected = connection_.Connect(url, /*send_asap=*/false);
     if (!connected.ok()) return connected;
-    natsStatus status = natsConnection_Subscribe(
-        &subscription_, connection_.get(), kSubject, &Subscriber::OnMessage,
-        this);
+    natsStatus status =
+        natsConnection_Subscribe(&subscription_, connection_.get(), kSubject,
+                                 &Subscriber::OnMessage, this);
     // No message is dropped for want of room on the client's side: the
     // figure is what the server delivers.
     if (status == NATS_OK) {
@@ -210,9 +212,9 @@ class Subscriber {
       const size_t end = data.find(';');
       int64_t due_ns = 0;
       if (absl::StartsWith(data, kDueMark) && end != absl::string_view::npos &&
-          absl::SimpleAtoi(data.substr(sizeof(kDueMark) - 1,
-                                       end - (sizeof(kDueMark) - 1)),
-                           &due_ns)) {
+          absl::SimpleAtoi(
+              data.substr(sizeof(kDueMark) - 1, end - (sizeof(kDueMark) - 1)),
+              &due_ns)) {
         latencies_.push_back(now_ns - due_ns);
       }
     }
@@ -303,12 +305,13 @@ int RunFanout() {
         publisher.get(), kSubject, body.data(), static_cast<int>(body.size()));
     if (status != NATS_OK) return Failed("publishing", NatsError("", status));
   }
-  const natsStatus flushed = natsConnection_FlushTimeout(publisher.get(), 60000);
+  const natsStatus flushed =
+      natsConnection_FlushTimeout(publisher.get(), 60000);
   if (flushed != NATS_OK) return Failed("flushing", NatsError("", flushed));
   const int64_t published_ns = NowNanos();
 
-  absl::Status complete = AwaitComplete(subscribers, messages,
-                                        absl::GetFlag(FLAGS_drain_timeout));
+  absl::Status complete =
+      AwaitComplete(subscribers, messages, absl::GetFlag(FLAGS_drain_timeout));
   if (!complete.ok()) return Failed("receiving every message", complete);
   int64_t last_ns = 0, delivered = 0;
   for (const auto& subscriber : subscribers) {
@@ -366,7 +369,8 @@ int RunLatency() {
         publisher.get(), kSubject, body.data(), static_cast<int>(body.size()));
     if (status != NATS_OK) return Failed("publishing", NatsError("", status));
   }
-  const natsStatus flushed = natsConnection_FlushTimeout(publisher.get(), 60000);
+  const natsStatus flushed =
+      natsConnection_FlushTimeout(publisher.get(), 60000);
   if (flushed != NATS_OK) return Failed("flushing", NatsError("", flushed));
 
   absl::Status complete =
@@ -378,19 +382,18 @@ int RunLatency() {
                      subscriber->latencies().end());
   }
   std::sort(latencies.begin(), latencies.end());
-  std::printf("latency: %d subscribers, %" PRId64
-              " messages at %.0f/s; %" PRId64
-              " sent > 1 ms late (max lag %.3f ms)\n"
-              "  due-to-receipt over %zu receipts: p50 %.3f ms, p99 %.3f ms, "
-              "p99.9 %.3f ms, max %.3f ms\n",
-              subscriber_count, total, rate, late_sends, max_lag_ns / 1e6,
-              latencies.size(), QuantileMs(latencies, 0.5),
-              QuantileMs(latencies, 0.99), QuantileMs(latencies, 0.999),
-              QuantileMs(latencies, 1.0));
   std::printf(
-      "result p50_ms=%.4f p99_ms=%.4f p999_ms=%.4f late_sends=%" PRId64 "\n",
-      QuantileMs(latencies, 0.5), QuantileMs(latencies, 0.99),
-      QuantileMs(latencies, 0.999), late_sends);
+      "latency: %d subscribers, %" PRId64 " messages at %.0f/s; %" PRId64
+      " sent > 1 ms late (max lag %.3f ms)\n"
+      "  due-to-receipt over %zu receipts: p50 %.3f ms, p99 %.3f ms, "
+      "p99.9 %.3f ms, max %.3f ms\n",
+      subscriber_count, total, rate, late_sends, max_lag_ns / 1e6,
+      latencies.size(), QuantileMs(latencies, 0.5), QuantileMs(latencies, 0.99),
+      QuantileMs(latencies, 0.999), QuantileMs(latencies, 1.0));
+  std::printf("result p50_ms=%.4f p99_ms=%.4f p999_ms=%.4f late_sends=%" PRId64
+              "\n",
+              QuantileMs(latencies, 0.5), QuantileMs(latencies, 0.99),
+              QuantileMs(latencies, 0.999), late_sends);
   return EXIT_SUCCESS;
 }
 
