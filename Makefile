@@ -2,7 +2,8 @@
 #   make run   install what is missing, build, start the service
 #   make test  install what is missing, build, run every test (and a short
 #              pass of each fuzz target, built with clang in build-fuzz/)
-#   make bench the same set-up in Release, then the benchmarks (bench/run.sh)
+#   make bench the same set-up plus nginx, NATS and wrk, a Release build,
+#              then the benchmarks beside those peers (bench/run.sh)
 
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
@@ -21,13 +22,16 @@ SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 # A development secret is created on the first run; fanout-send signs with it.
 DEV_SECRET_FLAGS = --secrets_file=data/webhook-secrets --create_secrets_file
 
-.PHONY: all deps configure build run test bench clean fuzz-build fuzz \
-  test-sanitized bazel-test
+.PHONY: all deps bench-deps configure build run test bench clean fuzz-build \
+  fuzz test-sanitized bazel-test
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+bench-deps:
+	@scripts/install-deps.sh --bench
 
 $(BUILD_DIR)/build.ninja:
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
@@ -79,13 +83,15 @@ test-sanitized: deps
 	cd $(ASAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600 \
 	  -E 'StalledSubscriberCostsBoundedMemory'
 
-# About three minutes of loopback runs against servers it starts; prints the
-# machine and one table (bench/RESULTS.md explains the figures).
-bench: deps
+# About five minutes of loopback runs against servers it starts (fanout-server,
+# nginx, nats-server); prints the machine and one table with ratios and the
+# targets (docs/performance.md explains the figures). BENCH_REPEAT=1
+# BENCH_QUICK=1 make bench is a smoke run of under a minute.
+bench: bench-deps
 	cmake -S . -B $(BENCH_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 	  -DFANOUT_BUILD_TESTS=OFF
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target fanout-server \
-	  fanout-bench
+	  fanout-bench nats-bench
 	bench/run.sh $(BENCH_BUILD_DIR)
 
 clean:

@@ -17,6 +17,14 @@
 //                (event, subscriber) pair.
 //   idle-memory  the server's VmRSS (--server_pid) before and after
 //                --subscribers idle streams attach; bytes per idle stream.
+//   stalled-memory
+//                one stream that reads its first event and then nothing
+//                more; the server's VmRSS (--server_pid) before and after
+//                --events deliveries posted on --connections.
+//   requests     talks to no server: writes --requests signed deliveries as
+//                whole HTTP requests for the path of --http_url into
+//                --slices files named --out.0, --out.1, ... for wrk
+//                (bench/wrk_deliveries.lua) to send.
 //
 // Deliveries are signed with the secret in the environment variable
 // FANOUT_WEBHOOK_SECRET when it is set (never taken from the command line),
@@ -24,6 +32,8 @@
 //
 // Each mode ends with one line "result key=value ..." for run.sh to parse,
 // and exits non-zero when a delivery failed or an event did not arrive.
+// requests mode signs with the timestamp of the moment it runs: the files
+// must be sent within the server's --signature_tolerance (5 min).
 
 #include <grpcpp/channel.h>
 #include <grpcpp/create_channel.h>
@@ -64,6 +74,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -73,7 +84,8 @@
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
 
 ABSL_FLAG(std::string, mode, "",
-          "What to measure: ingest, fanout, latency or idle-memory.");
+          "What to measure: ingest, fanout, latency, idle-memory or "
+          "stalled-memory; or requests, to write signed requests for wrk.");
 ABSL_FLAG(std::string, http_url, "http://127.0.0.1:8080/webhooks",
           "The server's ingest endpoint.");
 ABSL_FLAG(std::string, grpc_target, "127.0.0.1:50051",
@@ -97,6 +109,11 @@ ABSL_FLAG(absl::Duration, attach_timeout, absl::Seconds(20),
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(60),
           "Time streams get to receive every posted event after the last "
           "post before the run counts as failed.");
+ABSL_FLAG(int64_t, requests, 100000, "Deliveries requests mode writes.");
+ABSL_FLAG(int, slices, 2,
+          "Files requests mode spreads its deliveries over, round robin.");
+ABSL_FLAG(std::string, out, "",
+          "requests mode: path prefix of the files it writes.");
 
 namespace fanout {
 namespace bench {
@@ -224,12 +241,34 @@ struct IngestEndpoint {
   std::string secret;
 };
 
+// The value of X-Webhook-Signature for `body` sent at `timestamp` (unix
+// seconds): "sha256=" and the hex HMAC-SHA256 of "<timestamp>.<body>" under
+// `secret`. Without a secret, a placeholder of the same size, for a server
+// that verifies none, so that requests keep a real request's size.
+std::string SignatureHeader(const std::string& secret,
+                            const std::string& timestamp,
+                            const std::string& body) {
+  std::string signature = "sha256=";
+  if (secret.empty()) {
+    signature.append(64, '0');
+    return signature;
+  }
+  const std::string signed_text = absl::StrCat(timestamp, ".", body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signed_text.data()),
+       signed_text.size(), mac, &mac_size);
+  for (unsigned int i = 0; i < mac_size; ++i) {
+    absl::StrAppendFormat(&signature, "%02x", mac[i]);
+  }
+  return signature;
+}
+
 // One keep-alive HTTP connection posting deliveries the way Staffify does:
 // with delivery headers and a signature, HMAC-SHA256 over
 // "<unix seconds>.<body>" sent as "X-Webhook-Signature: sha256=<hex>" beside
-// "X-Webhook-Timestamp". Without a secret the signature is only shaped like
-// one (for a server that verifies none), so that requests keep a real
-// request's size.
+// "X-Webhook-Timestamp" (see SignatureHeader).
 class DeliveryPoster {
  public:
   // `endpoint` must outlive the poster.
@@ -249,7 +288,7 @@ class DeliveryPoster {
         {"X-Staffify-Delivery", id},
         {"X-Staffify-Event", event_type},
         {"X-Webhook-Timestamp", timestamp},
-        {"X-Webhook-Signature", Sign(timestamp, body)},
+        {"X-Webhook-Signature", SignatureHeader(secret_, timestamp, body)},
     };
     absl::StatusOr<HttpAnswer> answer = sender_.Send("POST", body, headers);
     if (!answer.ok()) return answer.status();
@@ -262,24 +301,6 @@ class DeliveryPoster {
   }
 
  private:
-  std::string Sign(const std::string& timestamp, const std::string& body) {
-    std::string signature = "sha256=";
-    if (secret_.empty()) {
-      signature.append(64, '0');
-      return signature;
-    }
-    const std::string signed_text = absl::StrCat(timestamp, ".", body);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_size = 0;
-    HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
-         reinterpret_cast<const unsigned char*>(signed_text.data()),
-         signed_text.size(), mac, &mac_size);
-    for (unsigned int i = 0; i < mac_size; ++i) {
-      absl::StrAppendFormat(&signature, "%02x", mac[i]);
-    }
-    return signature;
-  }
-
   WebhookSender sender_;
   const std::string& secret_;
 };
@@ -360,12 +381,13 @@ int64_t RunPosters(const IngestEndpoint& ingest, const DeliveryMaker& maker,
 // The Subscribe streams of one run, on the gRPC callback API, and what they
 // received. A stream counts the ticket.created events it receives, is
 // "attached" once it received a test.ping (it then sees every later event),
-// and "complete" once it counted the expected number of tickets.
+// and "complete" once it counted the expected number of tickets. A stalled
+// stream stops reading once attached, as a subscriber that hangs would.
 class StreamSet {
  public:
   // `channels` gRPC connections (0: one per stream) to `target`.
   StreamSet(const std::string& target, int streams, int channels,
-            bool record_latency);
+            bool record_latency, bool stall_after_attach = false);
   ~StreamSet();
 
   // Opens every stream, new events only.
@@ -419,6 +441,7 @@ class StreamSet {
   std::vector<std::unique_ptr<Fanout::Stub>> stubs_;
   std::vector<std::unique_ptr<Stream>> streams_;
   const bool record_latency_;
+  const bool stall_after_attach_;
   std::atomic<int64_t> expected_{INT64_MAX};
 
   mutable absl::Mutex mu_;
@@ -461,6 +484,9 @@ class StreamSet::Stream : public grpc::ClientReadReactor<SubscribeResponse> {
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream ended; OnDone follows
     if (response_.has_event()) Count(response_.event());
+    // A stalled stream leaves what follows to pile up in gRPC's flow
+    // control window and in the server.
+    if (attached_ && set_->stall_after_attach_) return;
     StartRead(&response_);
   }
 
@@ -505,8 +531,8 @@ class StreamSet::Stream : public grpc::ClientReadReactor<SubscribeResponse> {
 };
 
 StreamSet::StreamSet(const std::string& target, int streams, int channels,
-                     bool record_latency)
-    : record_latency_(record_latency) {
+                     bool record_latency, bool stall_after_attach)
+    : record_latency_(record_latency), stall_after_attach_(stall_after_attach) {
   if (channels <= 0 || channels > streams) channels = streams;
   for (int i = 0; i < channels; ++i) {
     grpc::ChannelArguments args;
@@ -625,17 +651,21 @@ void StreamSet::StreamDone(const grpc::Status& status) {
   }
 }
 
-// Reads VmRSS of `pid` from /proc; NotFound when it cannot.
-absl::StatusOr<int64_t> ReadRssBytes(int pid) {
+// Reads a size in bytes from /proc/<pid>/status: `field` is "VmRSS" (the
+// resident set) or "VmHWM" (its peak). NotFound when it cannot.
+absl::StatusOr<int64_t> ReadStatusBytes(int pid,
+                                        absl::string_view field = "VmRSS") {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  const std::string prefix = absl::StrCat(field, ":");
   std::string line;
   while (std::getline(status, line)) {
-    if (!absl::StartsWith(line, "VmRSS:")) continue;
+    if (!absl::StartsWith(line, prefix)) continue;
     int64_t kib = 0;
-    const std::string value = line.substr(6, line.find("kB") - 6);
+    const std::string value =
+        line.substr(prefix.size(), line.find("kB") - prefix.size());
     if (absl::SimpleAtoi(value, &kib)) return kib * 1024;
   }
-  return absl::NotFoundError(absl::StrCat("no VmRSS for pid ", pid));
+  return absl::NotFoundError(absl::StrCat("no ", field, " for pid ", pid));
 }
 
 // CPU used by the server (when its pid is known) and by this tool over a
@@ -905,7 +935,7 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
   DeliveryPoster poster(ingest);
 
   // The server as started: nothing ingested, nobody subscribed.
-  absl::StatusOr<int64_t> idle = ReadRssBytes(pid);
+  absl::StatusOr<int64_t> idle = ReadStatusBytes(pid);
   if (!idle.ok()) return Failed("reading VmRSS", idle.status());
 
   // One stream first, so that what gRPC allocates once (threads, pools) is
@@ -915,7 +945,7 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
   absl::Status attached = first.AwaitAttached(poster, maker, attach_timeout);
   if (!attached.ok()) return Failed("attaching a subscriber", attached);
   absl::SleepFor(absl::Milliseconds(300));
-  absl::StatusOr<int64_t> before = ReadRssBytes(pid);
+  absl::StatusOr<int64_t> before = ReadStatusBytes(pid);
   if (!before.ok()) return Failed("reading VmRSS", before.status());
 
   StreamSet streams(target, subscribers, absl::GetFlag(FLAGS_channels),
@@ -924,7 +954,7 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
   attached = streams.AwaitAttached(poster, maker, attach_timeout);
   if (!attached.ok()) return Failed("attaching subscribers", attached);
   absl::SleepFor(absl::Milliseconds(500));
-  absl::StatusOr<int64_t> after = ReadRssBytes(pid);
+  absl::StatusOr<int64_t> after = ReadStatusBytes(pid);
   if (!after.ok()) return Failed("reading VmRSS", after.status());
 
   const double per_stream = static_cast<double>(*after - *before) / subscribers;
@@ -939,6 +969,129 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
   return EXIT_SUCCESS;
 }
 
+int RunStalledMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
+  const int pid = absl::GetFlag(FLAGS_server_pid);
+  const int connections = absl::GetFlag(FLAGS_connections);
+  const int64_t events = absl::GetFlag(FLAGS_events);
+  if (pid <= 0) {
+    return Failed("stalled-memory",
+                  absl::InvalidArgumentError("--server_pid is required"));
+  }
+
+  StreamSet stalled(absl::GetFlag(FLAGS_grpc_target), 1, 0,
+                    /*record_latency=*/false, /*stall_after_attach=*/true);
+  stalled.Start();
+  {
+    DeliveryPoster barrier_poster(ingest);
+    absl::Status attached = stalled.AwaitAttached(
+        barrier_poster, maker, absl::GetFlag(FLAGS_attach_timeout));
+    if (!attached.ok()) return Failed("attaching the subscriber", attached);
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  absl::StatusOr<int64_t> before = ReadStatusBytes(pid);
+  if (!before.ok()) return Failed("reading VmRSS", before.status());
+
+  std::atomic<int64_t> next{0};
+  std::vector<PosterTally> tallies;
+  PosterWork work = [&](int worker, int64_t start_ns, DeliveryPoster& poster,
+                        PosterTally& tally) {
+    for (int64_t n = next++; n < events; n = next++) {
+      const std::string id = maker.NewId(worker, n);
+      absl::Status posted = poster.Post(id, kTicketType, maker.Ticket(id, ""));
+      if (posted.ok()) {
+        ++tally.accepted;
+      } else {
+        tally.Fail(posted);
+      }
+    }
+  };
+  const int64_t start_ns =
+      RunPosters(ingest, maker, connections, work, &tallies);
+  const PosterTotals totals = Sum(tallies);
+  if (totals.failed > 0) {
+    return Failed("deliveries were not accepted", totals.first_failure);
+  }
+  // Whatever the server does once the posts are answered (queueing for
+  // the stalled stream, freeing) settles before the second look.
+  absl::SleepFor(absl::Milliseconds(500));
+  absl::StatusOr<int64_t> after = ReadStatusBytes(pid);
+  absl::StatusOr<int64_t> peak = ReadStatusBytes(pid, "VmHWM");
+  if (!after.ok()) return Failed("reading VmRSS", after.status());
+  if (!peak.ok()) return Failed("reading VmHWM", peak.status());
+
+  const double growth_mib = (*after - *before) / 1048576.0;
+  const double peak_growth_mib = (*peak - *before) / 1048576.0;
+  std::printf(
+      "stalled-memory: %" PRId64
+      " events posted on %d connections in %.2f s "
+      "past one stalled stream (it received %" PRId64
+      " tickets)\n"
+      "  server VmRSS %.1f MiB before, %.1f MiB after: growth %.1f MiB; "
+      "VmHWM %.1f MiB (peak growth %.1f MiB)\n",
+      totals.accepted, connections, (totals.finished_ns - start_ns) / 1e9,
+      stalled.tickets(), *before / 1048576.0, *after / 1048576.0, growth_mib,
+      *peak / 1048576.0, peak_growth_mib);
+  std::printf("result growth_mib=%.2f peak_growth_mib=%.2f events=%" PRId64
+              "\n",
+              growth_mib, peak_growth_mib, totals.accepted);
+  return EXIT_SUCCESS;
+}
+
+// Writes the deliveries wrk sends, each a whole HTTP/1.1 request with the
+// headers DeliveryPoster sends, preceded by its size in bytes and a
+// newline. Delivery n goes to file n % slices, so that each wrk thread can
+// read files of its own and no two threads send the same delivery.
+int WriteRequests(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
+  const std::string out = absl::GetFlag(FLAGS_out);
+  const int slices = absl::GetFlag(FLAGS_slices);
+  const int64_t requests = absl::GetFlag(FLAGS_requests);
+  if (out.empty() || slices < 1 || requests < 1) {
+    return Failed("requests", absl::InvalidArgumentError(
+                                  "--out, --slices and --requests are "
+                                  "required"));
+  }
+
+  std::vector<std::ofstream> files;
+  for (int slice = 0; slice < slices; ++slice) {
+    files.emplace_back(absl::StrCat(out, ".", slice),
+                       std::ios::binary | std::ios::trunc);
+    if (!files.back()) {
+      return Failed("requests", absl::UnavailableError(absl::StrCat(
+                                    "cannot write ", out, ".", slice)));
+    }
+  }
+  const std::string timestamp = absl::StrCat(absl::ToUnixSeconds(absl::Now()));
+  size_t body_bytes = 0;
+  for (int64_t n = 0; n < requests; ++n) {
+    const int slice = static_cast<int>(n % slices);
+    const std::string id = maker.NewId(slice, n / slices);
+    const std::string body = maker.Ticket(id, "");
+    body_bytes = std::max(body_bytes, body.size());
+    // Both servers ignore Host (nginx has one server block), so it need
+    // not name the port of the server the file is sent to.
+    const std::string request = absl::StrCat(
+        "POST ", ingest.url.target, " HTTP/1.1\r\n", "Host: 127.0.0.1\r\n",
+        "Content-Type: application/json\r\n",
+        "User-Agent: Staffify-Webhooks/1.0 (fanout-bench)\r\n",
+        "X-Staffify-Delivery: ", id, "\r\n", "X-Staffify-Event: ", kTicketType,
+        "\r\n", "X-Webhook-Timestamp: ", timestamp, "\r\n",
+        "X-Webhook-Signature: ",
+        SignatureHeader(ingest.secret, timestamp, body), "\r\n",
+        "Content-Length: ", body.size(), "\r\n\r\n", body);
+    files[slice] << request.size() << '\n' << request;
+  }
+  for (std::ofstream& file : files) {
+    file.close();
+    if (!file) {
+      return Failed("requests", absl::UnavailableError(absl::StrCat(
+                                    "writing under ", out, " failed")));
+    }
+  }
+  std::printf("result requests=%" PRId64 " slices=%d body_bytes=%zu\n",
+              requests, slices, body_bytes);
+  return EXIT_SUCCESS;
+}
+
 }  // namespace
 }  // namespace bench
 }  // namespace fanout
@@ -946,8 +1099,8 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Load tool for fanout-server benchmarks: --mode=ingest|fanout|latency|"
-      "idle-memory against --http_url and --grpc_target; see "
-      "bench/run.sh.");
+      "idle-memory|stalled-memory against --http_url and --grpc_target, or "
+      "--mode=requests to write signed requests for wrk; see bench/run.sh.");
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() > 1) {
     std::fprintf(stderr, "fanout-bench: unexpected argument \"%s\"\n", args[1]);
@@ -983,10 +1136,14 @@ int main(int argc, char** argv) {
     code = fanout::bench::RunLatency(ingest, maker);
   } else if (mode == "idle-memory") {
     code = fanout::bench::RunIdleMemory(ingest, maker);
+  } else if (mode == "stalled-memory") {
+    code = fanout::bench::RunStalledMemory(ingest, maker);
+  } else if (mode == "requests") {
+    code = fanout::bench::WriteRequests(ingest, maker);
   } else {
     std::fprintf(stderr,
-                 "fanout-bench: --mode must be ingest, fanout, latency or "
-                 "idle-memory, not \"%s\"\n",
+                 "fanout-bench: --mode must be ingest, fanout, latency, "
+                 "idle-memory, stalled-memory or requests, not \"%s\"\n",
                  mode.c_str());
   }
   std::fflush(stdout);

@@ -2,7 +2,19 @@
 # Installs the Debian 12 packages that building and testing staffify-fanout
 # needs, skipping those already installed, and, where Node.js and npm are
 # installed, the Node.js subscriber's npm packages. Safe to run again.
+#
+#   scripts/install-deps.sh           what `make run` and `make test` need
+#   scripts/install-deps.sh --bench   that, and the peers and tools of
+#                                     `make bench` (bench/run.sh)
 set -euo pipefail
+
+bench=0
+for argument in "$@"; do
+  case "$argument" in
+    --bench) bench=1 ;;
+    *) echo "install-deps: unknown argument $argument" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   build-essential cmake ninja-build pkg-config make curl
@@ -13,6 +25,14 @@ packages=(
   python3-grpcio python3-protobuf
   bazel-bootstrap
 )
+# The benchmarks' peers (nginx, the core NATS server and its C client
+# library), their load generator, and perf for profiles. On Debian 12 the
+# nginx package is the light build (nginx-light only pulls it in, with an
+# extra module).
+bench_packages=(nginx nats-server libnats-dev wrk linux-perf)
+if [ "$bench" = 1 ]; then
+  packages+=("${bench_packages[@]}")
+fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -26,6 +46,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  # nginx's and nats-server's maintainer scripts would start system services
+  # (nginx on port 80 of every address). The benchmarks start their own, on
+  # loopback, so a policy-rc.d forbids starting any service while apt runs
+  # (which invoke-rc.d and deb-systemd-invoke obey), unless the machine
+  # already has one of its own.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# Left by install-deps.sh while apt runs.\nexit 101\n' |
+      $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   # A fresh machine may have no package lists yet, or stale ones.
   if ! $sudo apt-get install -y --no-install-recommends "${missing[@]}"; then
     $sudo apt-get update
