@@ -11,12 +11,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "server/app/fanout_server.h"
 #include "server/auth/signature_verifier.h"
-#include "server/common/flags_help.h"
+#include "server/flags/program_flags.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, http_address, "127.0.0.1",
@@ -96,6 +96,21 @@ ABSL_FLAG(std::string, log_level, "info",
 
 namespace {
 
+// Every flag above can also be set with FANOUT_<NAME>; see --help.
+fanout::ProgramFlagsOptions ProgramFlags() {
+  fanout::ProgramFlagsOptions options;
+  options.env_prefix = "FANOUT_";
+  options.other_variables = {
+      {"FANOUT_WEBHOOK_SECRETS",
+       "Webhook signing secrets, comma-separated, added to those of "
+       "--secrets_file. Secrets have no flag, so that they never appear on "
+       "a command line."}};
+  // The clients' variables (client/): they share the FANOUT_ namespace.
+  options.foreign_variables = {"FANOUT_SEND_", "FANOUT_SUBSCRIBE_",
+                               "FANOUT_WEBHOOK_SECRET", "FANOUT_PYTHON_STUBS"};
+  return options;
+}
+
 // Collects the webhook secrets from --secrets_file (creating it when asked)
 // and FANOUT_WEBHOOK_SECRETS. Never logs a secret.
 absl::Status LoadSecrets(std::vector<std::string>* secrets) {
@@ -132,14 +147,20 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Receives Staffify webhooks on POST /webhooks and streams them as "
+      "Usage: fanout-server [FLAGS]\n"
+      "Receives Staffify webhooks on POST /webhooks and streams them as\n"
       "typed protobuf events to gRPC subscribers.");
-  fanout::ShowOwnFlagsInHelp();
-  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() > 1) {
+  absl::StatusOr<fanout::ParsedFlags> flags =
+      fanout::ParseProgramFlags(argc, argv, ProgramFlags());
+  if (!flags.ok()) {
+    spdlog::critical("cannot start error={:?}",
+                     std::string(flags.status().message()));
+    return EXIT_FAILURE;
+  }
+  if (!flags->args.empty()) {
     std::fprintf(stderr,
                  "fanout-server: unexpected argument \"%s\"; see --help\n",
-                 args[1]);
+                 flags->args.front().c_str());
     return EXIT_FAILURE;
   }
 
@@ -149,6 +170,14 @@ int main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::info);
     spdlog::critical("unknown --log_level \"{}\"", level);
     return EXIT_FAILURE;
+  }
+  if (!flags->from_environment.empty()) {
+    spdlog::info("flags from environment variables={}",
+                 absl::StrJoin(flags->from_environment, ","));
+  }
+  for (const std::string& unknown : flags->unknown_variables) {
+    spdlog::warn("environment variable sets no flag (misspelt?) variable={}",
+                 unknown);
   }
 
   fanout::FanoutServerOptions options;
