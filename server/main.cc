@@ -26,6 +26,31 @@ ABSL_FLAG(uint16_t, http_port, 8080,
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
           "host:port the gRPC Subscribe service listens on.");
 ABSL_FLAG(int, http_threads, 2, "Threads serving HTTP connections.");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time, absl::Seconds(60),
+          "The server pings a gRPC connection after this long without "
+          "activity, to find subscribers that vanished without closing it.");
+ABSL_FLAG(absl::Duration, grpc_keepalive_timeout, absl::Seconds(20),
+          "A keepalive ping unanswered for this long closes the connection; "
+          "its streams end.");
+ABSL_FLAG(absl::Duration, grpc_min_client_ping_interval, absl::Seconds(10),
+          "Shortest interval between a client's pings the server accepts, "
+          "also with no call open. Clients must not set their keepalive time "
+          "below this.");
+ABSL_FLAG(int, grpc_max_ping_strikes, 2,
+          "Pings sooner than --grpc_min_client_ping_interval tolerated before "
+          "the connection is closed with GOAWAY too_many_pings (0: no "
+          "limit).");
+ABSL_FLAG(absl::Duration, grpc_max_connection_idle, absl::ZeroDuration(),
+          "A gRPC connection with no call open for this long is closed (0: "
+          "never).");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age, absl::ZeroDuration(),
+          "A gRPC connection older than this (+/-10%) is sent GOAWAY, so that "
+          "its client reconnects, e.g. to spread subscribers over servers "
+          "behind a balancer (0: never).");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age_grace, absl::Seconds(30),
+          "Time the streams of a connection past --grpc_max_connection_age "
+          "get before they are cancelled; subscribers then resume on a new "
+          "connection (0: no limit).");
 ABSL_FLAG(uint64_t, max_body_bytes, 1 << 20,
           "Largest delivery body accepted; larger ones get 413.");
 ABSL_FLAG(uint64_t, max_header_bytes, 16 << 10,
@@ -197,6 +222,20 @@ int main(int argc, char** argv) {
   options.http.max_connections = absl::GetFlag(FLAGS_http_max_connections);
   options.http_threads = absl::GetFlag(FLAGS_http_threads);
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  fanout::GrpcConnectionOptions& grpc_connections = options.grpc_connections;
+  grpc_connections.keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
+  grpc_connections.keepalive_timeout =
+      absl::GetFlag(FLAGS_grpc_keepalive_timeout);
+  grpc_connections.min_client_ping_interval =
+      absl::GetFlag(FLAGS_grpc_min_client_ping_interval);
+  grpc_connections.max_ping_strikes =
+      absl::GetFlag(FLAGS_grpc_max_ping_strikes);
+  grpc_connections.max_connection_idle =
+      absl::GetFlag(FLAGS_grpc_max_connection_idle);
+  grpc_connections.max_connection_age =
+      absl::GetFlag(FLAGS_grpc_max_connection_age);
+  grpc_connections.max_connection_age_grace =
+      absl::GetFlag(FLAGS_grpc_max_connection_age_grace);
   options.converter.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);
   options.converter.max_id_bytes = absl::GetFlag(FLAGS_max_id_bytes);
   options.converter.max_event_type_bytes =

@@ -1198,5 +1198,37 @@ TEST_F(ServerProcessTest, BadEnvironmentValueStopsTheStartAndNamesIt) {
   }
 }
 
+TEST_F(ServerProcessTest, ClientPingingTooOftenIsDisconnectedUnlessAllowed) {
+  // A client that pings as often as gRPC lets it (about once a second),
+  // on a stream with nothing to read: no heartbeat within the test.
+  grpc::ChannelArguments eager_pinger;
+  eager_pinger.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 100);
+  eager_pinger.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  eager_pinger.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  eager_pinger.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  const auto never = [](const SubscribeResponse&) { return false; };
+
+  // The default allows a ping every 10 s, and 2 strikes.
+  {
+    auto server = StartServer({"--heartbeat_interval=1h"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    const auto start = SteadyClock::now();
+    StreamRecord record = ReadStream((*server)->grpc_target(), FromOldest(),
+                                     never, absl::Seconds(20), eager_pinger);
+    EXPECT_EQ(record.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << record.status.error_message();
+    std::printf("[ timing ] eager pinger disconnected after %.3f s: %s\n",
+                SecondsSince(start), record.status.error_message().c_str());
+  }
+
+  auto server = StartServer(
+      {"--heartbeat_interval=1h", "--grpc_min_client_ping_interval=100ms"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  StreamRecord record = ReadStream((*server)->grpc_target(), FromOldest(),
+                                   never, absl::Seconds(6), eager_pinger);
+  EXPECT_EQ(record.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << record.status.error_message();
+}
+
 }  // namespace
 }  // namespace fanout
