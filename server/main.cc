@@ -150,7 +150,7 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
           std::filesystem::path(path).parent_path(), ignored);
       absl::StatusOr<std::string> created = fanout::CreateSecretsFile(path);
       if (!created.ok()) return created.status();
-      spdlog::warn("created a development webhook secret in {}", path);
+      spdlog::warn("created a development webhook secret path={}", path);
       from_file = std::vector<std::string>{*created};
     }
     if (!from_file.ok()) return from_file.status();
@@ -162,8 +162,7 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
     }
   }
   if (!secrets->empty()) {
-    spdlog::info("verifying webhook signatures with {} secret(s)",
-                 secrets->size());
+    spdlog::info("verifying webhook signatures secrets={}", secrets->size());
   }
   return absl::OkStatus();
 }
@@ -193,7 +192,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(level));
   if (spdlog::get_level() == spdlog::level::off && level != "off") {
     spdlog::set_level(spdlog::level::info);
-    spdlog::critical("unknown --log_level \"{}\"", level);
+    spdlog::critical("cannot start: unknown --log_level log_level={:?}", level);
     return EXIT_FAILURE;
   }
   if (!flags->from_environment.empty()) {
@@ -208,7 +207,7 @@ int main(int argc, char** argv) {
   fanout::FanoutServerOptions options;
   absl::Status secrets = LoadSecrets(&options.webhook_secrets);
   if (!secrets.ok()) {
-    spdlog::critical("cannot start: {}", secrets.ToString());
+    spdlog::critical("cannot start error={:?}", secrets.ToString());
     return EXIT_FAILURE;
   }
   options.allow_unsigned = absl::GetFlag(FLAGS_allow_unsigned);
@@ -252,7 +251,8 @@ int main(int argc, char** argv) {
   } else if (sync == "full") {
     options.log.sync = fanout::SyncPolicy::kFull;
   } else {
-    spdlog::critical("--sync must be normal or full, not \"{}\"", sync);
+    spdlog::critical("cannot start: --sync must be normal or full sync={:?}",
+                     sync);
     return EXIT_FAILURE;
   }
   options.log.retention_age = absl::GetFlag(FLAGS_retention_age);
@@ -277,13 +277,14 @@ int main(int argc, char** argv) {
 
   auto server = fanout::FanoutServer::Start(std::move(options));
   if (!server.ok()) {
-    spdlog::critical("cannot start: {}", server.status().ToString());
+    spdlog::critical("cannot start error={:?}", server.status().ToString());
     return EXIT_FAILURE;
   }
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  spdlog::info("received signal {}; shutting down", signal_number);
+  spdlog::info("shutting down signal={}",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown();
   return EXIT_SUCCESS;
 }

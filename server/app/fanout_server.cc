@@ -12,6 +12,7 @@
 #include <limits>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -224,10 +225,15 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
       std::thread([server = server.get()] { server->TickLoop(); });
 
   server->ready_ = true;
-  spdlog::info("listening: HTTP {}:{} (POST {}), gRPC {} (port {})",
-               server->options_.http.address, server->http_->port(),
-               WebhookHandler::kWebhookPath, server->options_.grpc_address,
-               server->grpc_port_);
+  // With the ports bound, which differ from the options' when those are 0.
+  const std::string& http_host = server->options_.http.address;
+  const std::string& grpc_address = server->options_.grpc_address;
+  spdlog::info(
+      "listening http={}:{} grpc={}:{} webhook_path={}",
+      absl::StrContains(http_host, ':') ? absl::StrCat("[", http_host, "]")
+                                        : http_host,
+      server->http_->port(), grpc_address.substr(0, grpc_address.rfind(':')),
+      server->grpc_port_, WebhookHandler::kWebhookPath);
   return server;
 }
 
@@ -335,7 +341,7 @@ void FanoutServer::Shutdown() {
   grpc_.reset();
   service_.reset();
   log_.reset();  // Commits what is queued.
-  if (started) spdlog::info("stopped after seq {}", hub_.last_sequence());
+  if (started) spdlog::info("stopped last_seq={}", hub_.last_sequence());
 }
 
 }  // namespace fanout

@@ -322,22 +322,22 @@ class ServerProcess {
   ServerProcess(pid_t pid, std::string log_path)
       : pid_(pid), log_path_(std::move(log_path)) {}
 
-  // Reads the ports from the "listening:" line, e.g.
-  // "listening: HTTP 127.0.0.1:41234 (POST /webhooks), gRPC 127.0.0.1:0
-  // (port 41235)". Returns false while the line is not there yet.
+  // Reads the ports from the "listening" line, e.g. "listening
+  // http=127.0.0.1:41234 grpc=127.0.0.1:41235 webhook_path=/webhooks".
+  // Returns false while the line is not there yet.
   bool ParseListeningLine() {
     const std::string log = Log();
-    const size_t line = log.find("listening: HTTP ");
+    const size_t line = log.find("listening http=");
     if (line == std::string::npos) return false;
-    const size_t http_end = log.find(" (POST", line);
-    const size_t grpc = log.find("(port ", line);
-    if (http_end == std::string::npos || grpc == std::string::npos) {
+    const size_t http_end = log.find(" grpc=", line);
+    const size_t grpc_end = log.find(" webhook_path=", line);
+    if (http_end == std::string::npos || grpc_end == std::string::npos) {
       return false;
     }
-    const size_t colon = log.rfind(':', http_end);
-    std::optional<uint16_t> http_port = PortAt(log, colon + 1, " ");
+    std::optional<uint16_t> http_port =
+        PortAt(log, log.rfind(':', http_end) + 1, " ");
     std::optional<uint16_t> grpc_port =
-        PortAt(log, grpc + std::string("(port ").size(), ")");
+        PortAt(log, log.rfind(':', grpc_end) + 1, " ");
     if (!http_port.has_value() || !grpc_port.has_value()) return false;
     http_port_ = *http_port;
     grpc_port_ = *grpc_port;
@@ -1228,6 +1228,89 @@ TEST_F(ServerProcessTest, ClientPingingTooOftenIsDisconnectedUnlessAllowed) {
                                    never, absl::Seconds(6), eager_pinger);
   EXPECT_EQ(record.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << record.status.error_message();
+}
+
+TEST_F(ServerProcessTest, InfoLogCarriesIdsAndNoPayloads) {
+  auto server = StartServer({"--heartbeat_interval=200ms"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string target = (*server)->grpc_target();
+
+  // A subscription the server refuses, and one that reads two events.
+  SubscribeRequest bad_request;
+  bad_request.add_event_types("not a pattern");
+  {
+    std::unique_ptr<Fanout::Stub> stub = Fanout::NewStub(
+        grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    SubscribeResponse response;
+    auto reader = stub->Subscribe(&context, bad_request);
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  StreamRecord record;
+  ScopedThread reader([&] {
+    record = ReadStream(
+        target, FromOldest(),
+        [](const SubscribeResponse& response) {
+          return response.has_event() && response.event().sequence() == 2;
+        },
+        absl::Seconds(30));
+  });
+
+  // Contact details, a field that does not convert, and a retry whose body
+  // differs: each gets a line, none shows the payload.
+  const std::string contact =
+      R"("customerEmail":"jane.smith@example.com","customerPhone":"+1234567890")";
+  const std::string first = absl::StrCat(
+      R"({"id":"wh_log_1","event":"ticket.created",)",
+      R"("timestamp":"2026-03-01T19:00:00.000Z","data":{"ticketId":42,)",
+      contact, "}}");
+  const std::string second =
+      absl::StrCat(R"({"id":"wh_log_2","event":"ticket.created",)",
+                   R"("timestamp":"2026-03-01T19:00:00.000Z",)",
+                   R"("data":{"ticketId":"forty-two",)", contact, "}}");
+  const std::string first_changed = absl::StrCat(
+      R"({"id":"wh_log_1","event":"ticket.created",)",
+      R"("timestamp":"2026-03-01T19:00:00.000Z","data":{"ticketId":43,)",
+      contact, "}}");
+  WebhookSender sender((*server)->webhook_url());
+  for (const std::string* body : {&first, &second, &first_changed}) {
+    absl::StatusOr<HttpAnswer> answer = PostSigned(&sender, *body);
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    EXPECT_EQ(answer->status, 200) << answer->body;
+  }
+  reader.Join();
+  ASSERT_TRUE(record.stopped_by_reader) << record.status.error_message();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains((*server)->Log(), "subscriber detached");
+      },
+      absl::Seconds(10)));
+  ASSERT_TRUE((*server)->Terminate(absl::Seconds(15)).ok());
+
+  const std::string log = (*server)->Log();
+  for (const char* line : {
+           "subscription refused peer=ipv",
+           " status=INVALID_ARGUMENT error=",
+           "subscriber attached subscriber=1 peer=ipv",
+           " patterns=\"*\" after_seq=0",
+           "delivery accepted with fields that did not convert "
+           "delivery=\"wh_log_2\" seq=2 event_type=ticket.created problems=1",
+           "duplicate delivery differs from the stored one, which is kept "
+           "delivery=\"wh_log_1\" seq=1",
+           "subscriber detached subscriber=1 seq=2 events_sent=2 "
+           "status=CANCELLED",
+           "shutting down signal=SIGTERM",
+           "stopped last_seq=2",
+       }) {
+    EXPECT_TRUE(absl::StrContains(log, line)) << "no \"" << line << "\"";
+  }
+  for (const char* secret :
+       {"jane.smith@example.com", "+1234567890", "forty-two", kSecret}) {
+    EXPECT_FALSE(absl::StrContains(log, secret)) << secret << " is logged";
+  }
 }
 
 }  // namespace
