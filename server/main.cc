@@ -102,7 +102,9 @@ ABSL_FLAG(uint64_t, replay_batch_bytes, 4 << 20,
 ABSL_FLAG(uint64_t, max_subscribe_patterns, 64,
           "Most event type patterns in one Subscribe request.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
-          "Time open gRPC streams get to end on shutdown.");
+          "On SIGTERM, time deliveries in flight get to be committed and "
+          "answered, and then time open gRPC streams get to end; stopping "
+          "can take twice this.");
 ABSL_FLAG(std::string, secrets_file, "",
           "File of webhook signing secrets, one per line (several while "
           "rotating; '#' starts a comment). The environment variable "
