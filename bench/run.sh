@@ -138,7 +138,7 @@ start_server() {
       --http_threads="$http_threads" --shutdown_grace=1s >"$log" 2>&1 &
   server_pid=$!
   for _ in $(seq 200); do
-    if grep -q 'listening: HTTP' "$log"; then break; fi
+    if grep -q 'listening http=' "$log"; then break; fi
     if ! kill -0 "$server_pid" 2>/dev/null; then
       echo "run.sh: fanout-server did not start:" >&2
       cat "$log" >&2
@@ -146,9 +146,9 @@ start_server() {
     fi
     sleep 0.05
   done
-  http_port=$(sed -n 's/.*listening: HTTP 127\.0\.0\.1:\([0-9]*\) .*/\1/p' \
+  http_port=$(sed -n 's/.*listening http=127\.0\.0\.1:\([0-9]*\) .*/\1/p' \
       "$log" | head -n 1)
-  grpc_port=$(sed -n 's/.*listening: .*(port \([0-9]*\)).*/\1/p' "$log" |
+  grpc_port=$(sed -n 's/.*listening .* grpc=[^ ]*:\([0-9]*\) .*/\1/p' "$log" |
       head -n 1)
   if [ -z "$http_port" ] || [ -z "$grpc_port" ]; then
     echo "run.sh: no listening line from fanout-server:" >&2

@@ -11,12 +11,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "client/webhook_sender.h"
 #include "server/auth/signature_verifier.h"
-#include "server/common/flags_help.h"
+#include "server/flags/program_flags.h"
 
 ABSL_FLAG(std::string, url, "http://127.0.0.1:8080/webhooks",
           "Where to POST the deliveries.");
@@ -24,16 +23,31 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
           "Time allowed to connect, and for each answer.");
 ABSL_FLAG(std::string, secrets_file, "data/webhook-secrets",
           "Signs each delivery as Staffify does, with the first secret of "
-          "this file (the file `make run` creates); FANOUT_WEBHOOK_SECRET "
-          "overrides it. Without either, deliveries go unsigned.");
+          "this file (the file `make run` creates); the environment variable "
+          "FANOUT_WEBHOOK_SECRET overrides it. Without either, deliveries go "
+          "unsigned.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Usage: fanout-send [--url=URL] FILE.json...\n"
       "POSTs each file as one webhook delivery and prints the answer.");
-  fanout::ShowOwnFlagsInHelp();
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() < 2) {
+  fanout::ProgramFlagsOptions flag_options;
+  flag_options.env_prefix = "FANOUT_SEND_";
+  flag_options.other_variables = {
+      {"FANOUT_WEBHOOK_SECRET",
+       "The secret to sign with, instead of the first of --secrets_file."}};
+  absl::StatusOr<fanout::ParsedFlags> flags =
+      fanout::ParseProgramFlags(argc, argv, flag_options);
+  if (!flags.ok()) {
+    std::cerr << "fanout-send: " << flags.status().message() << "\n";
+    return 2;
+  }
+  for (const std::string& unknown : flags->unknown_variables) {
+    std::cerr << "fanout-send: environment variable " << unknown
+              << " sets no flag (misspelt?)\n";
+  }
+  const std::vector<std::string>& paths = flags->args;
+  if (paths.empty()) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
     return 2;
   }
@@ -64,8 +78,7 @@ int main(int argc, char** argv) {
   }
 
   int failures = 0;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string path = args[i];
+  for (const std::string& path : paths) {
     std::error_code error;
     std::ifstream in(path, std::ios::binary);
     if (!std::filesystem::is_regular_file(path, error) || !in) {

@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,8 +29,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "client/event_subscriber.h"
-#include "server/common/flags_help.h"
 #include "server/convert/event_json.h"
+#include "server/flags/program_flags.h"
 #include "staffify/fanout/v1/fanout.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
@@ -229,8 +228,18 @@ std::string DescribeStart(const StartPosition& start) {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  ShowOwnFlagsInHelp();
-  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  ProgramFlagsOptions flag_options;
+  flag_options.env_prefix = "FANOUT_SUBSCRIBE_";
+  absl::StatusOr<ParsedFlags> flags =
+      ParseProgramFlags(argc, argv, flag_options);
+  if (!flags.ok()) {
+    std::cerr << "fanout-subscribe: " << flags.status().message() << "\n";
+    return EXIT_FAILURE;
+  }
+  for (const std::string& unknown : flags->unknown_variables) {
+    std::cerr << "fanout-subscribe: environment variable " << unknown
+              << " sets no flag (misspelt?)\n";
+  }
 
   absl::StatusOr<StartPosition> start = StartFromFlags();
   if (!start.ok()) {
@@ -267,7 +276,7 @@ int Main(int argc, char** argv) {
 
   EventSubscriberOptions options;
   options.target = absl::GetFlag(FLAGS_target);
-  options.event_types.assign(args.begin() + 1, args.end());
+  options.event_types = flags->args;
   options.start = *start;
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   if (resume_file.has_value()) {

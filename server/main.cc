@@ -11,12 +11,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "server/app/fanout_server.h"
 #include "server/auth/signature_verifier.h"
-#include "server/common/flags_help.h"
+#include "server/flags/program_flags.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, http_address, "127.0.0.1",
@@ -26,6 +26,31 @@ ABSL_FLAG(uint16_t, http_port, 8080,
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
           "host:port the gRPC Subscribe service listens on.");
 ABSL_FLAG(int, http_threads, 2, "Threads serving HTTP connections.");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time, absl::Seconds(60),
+          "The server pings a gRPC connection after this long without "
+          "activity, to find subscribers that vanished without closing it.");
+ABSL_FLAG(absl::Duration, grpc_keepalive_timeout, absl::Seconds(20),
+          "A keepalive ping unanswered for this long closes the connection; "
+          "its streams end.");
+ABSL_FLAG(absl::Duration, grpc_min_client_ping_interval, absl::Seconds(10),
+          "Shortest interval between a client's pings the server accepts, "
+          "also with no call open. Clients must not set their keepalive time "
+          "below this.");
+ABSL_FLAG(int, grpc_max_ping_strikes, 2,
+          "Pings sooner than --grpc_min_client_ping_interval tolerated before "
+          "the connection is closed with GOAWAY too_many_pings (0: no "
+          "limit).");
+ABSL_FLAG(absl::Duration, grpc_max_connection_idle, absl::ZeroDuration(),
+          "A gRPC connection with no call open for this long is closed (0: "
+          "never).");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age, absl::ZeroDuration(),
+          "A gRPC connection older than this (+/-10%) is sent GOAWAY, so that "
+          "its client reconnects, e.g. to spread subscribers over servers "
+          "behind a balancer (0: never).");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age_grace, absl::Seconds(30),
+          "Time the streams of a connection past --grpc_max_connection_age "
+          "get before they are cancelled; subscribers then resume on a new "
+          "connection (0: no limit).");
 ABSL_FLAG(uint64_t, max_body_bytes, 1 << 20,
           "Largest delivery body accepted; larger ones get 413.");
 ABSL_FLAG(uint64_t, max_header_bytes, 16 << 10,
@@ -77,7 +102,9 @@ ABSL_FLAG(uint64_t, replay_batch_bytes, 4 << 20,
 ABSL_FLAG(uint64_t, max_subscribe_patterns, 64,
           "Most event type patterns in one Subscribe request.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
-          "Time open gRPC streams get to end on shutdown.");
+          "On SIGTERM, time deliveries in flight get to be committed and "
+          "answered, and then time open gRPC streams get to end; stopping "
+          "can take twice this.");
 ABSL_FLAG(std::string, secrets_file, "",
           "File of webhook signing secrets, one per line (several while "
           "rotating; '#' starts a comment). The environment variable "
@@ -96,6 +123,21 @@ ABSL_FLAG(std::string, log_level, "info",
 
 namespace {
 
+// Every flag above can also be set with FANOUT_<NAME>; see --help.
+fanout::ProgramFlagsOptions ProgramFlags() {
+  fanout::ProgramFlagsOptions options;
+  options.env_prefix = "FANOUT_";
+  options.other_variables = {
+      {"FANOUT_WEBHOOK_SECRETS",
+       "Webhook signing secrets, comma-separated, added to those of "
+       "--secrets_file. Secrets have no flag, so that they never appear on "
+       "a command line."}};
+  // The clients' variables (client/): they share the FANOUT_ namespace.
+  options.foreign_variables = {"FANOUT_SEND_", "FANOUT_SUBSCRIBE_",
+                               "FANOUT_WEBHOOK_SECRET", "FANOUT_PYTHON_STUBS"};
+  return options;
+}
+
 // Collects the webhook secrets from --secrets_file (creating it when asked)
 // and FANOUT_WEBHOOK_SECRETS. Never logs a secret.
 absl::Status LoadSecrets(std::vector<std::string>* secrets) {
@@ -110,7 +152,7 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
           std::filesystem::path(path).parent_path(), ignored);
       absl::StatusOr<std::string> created = fanout::CreateSecretsFile(path);
       if (!created.ok()) return created.status();
-      spdlog::warn("created a development webhook secret in {}", path);
+      spdlog::warn("created a development webhook secret path={}", path);
       from_file = std::vector<std::string>{*created};
     }
     if (!from_file.ok()) return from_file.status();
@@ -122,8 +164,7 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
     }
   }
   if (!secrets->empty()) {
-    spdlog::info("verifying webhook signatures with {} secret(s)",
-                 secrets->size());
+    spdlog::info("verifying webhook signatures secrets={}", secrets->size());
   }
   return absl::OkStatus();
 }
@@ -132,14 +173,20 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Receives Staffify webhooks on POST /webhooks and streams them as "
+      "Usage: fanout-server [FLAGS]\n"
+      "Receives Staffify webhooks on POST /webhooks and streams them as\n"
       "typed protobuf events to gRPC subscribers.");
-  fanout::ShowOwnFlagsInHelp();
-  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() > 1) {
+  absl::StatusOr<fanout::ParsedFlags> flags =
+      fanout::ParseProgramFlags(argc, argv, ProgramFlags());
+  if (!flags.ok()) {
+    spdlog::critical("cannot start error={:?}",
+                     std::string(flags.status().message()));
+    return EXIT_FAILURE;
+  }
+  if (!flags->args.empty()) {
     std::fprintf(stderr,
                  "fanout-server: unexpected argument \"%s\"; see --help\n",
-                 args[1]);
+                 flags->args.front().c_str());
     return EXIT_FAILURE;
   }
 
@@ -147,14 +194,22 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(level));
   if (spdlog::get_level() == spdlog::level::off && level != "off") {
     spdlog::set_level(spdlog::level::info);
-    spdlog::critical("unknown --log_level \"{}\"", level);
+    spdlog::critical("cannot start: unknown --log_level log_level={:?}", level);
     return EXIT_FAILURE;
+  }
+  if (!flags->from_environment.empty()) {
+    spdlog::info("flags from environment variables={}",
+                 absl::StrJoin(flags->from_environment, ","));
+  }
+  for (const std::string& unknown : flags->unknown_variables) {
+    spdlog::warn("environment variable sets no flag (misspelt?) variable={}",
+                 unknown);
   }
 
   fanout::FanoutServerOptions options;
   absl::Status secrets = LoadSecrets(&options.webhook_secrets);
   if (!secrets.ok()) {
-    spdlog::critical("cannot start: {}", secrets.ToString());
+    spdlog::critical("cannot start error={:?}", secrets.ToString());
     return EXIT_FAILURE;
   }
   options.allow_unsigned = absl::GetFlag(FLAGS_allow_unsigned);
@@ -168,6 +223,20 @@ int main(int argc, char** argv) {
   options.http.max_connections = absl::GetFlag(FLAGS_http_max_connections);
   options.http_threads = absl::GetFlag(FLAGS_http_threads);
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  fanout::GrpcConnectionOptions& grpc_connections = options.grpc_connections;
+  grpc_connections.keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
+  grpc_connections.keepalive_timeout =
+      absl::GetFlag(FLAGS_grpc_keepalive_timeout);
+  grpc_connections.min_client_ping_interval =
+      absl::GetFlag(FLAGS_grpc_min_client_ping_interval);
+  grpc_connections.max_ping_strikes =
+      absl::GetFlag(FLAGS_grpc_max_ping_strikes);
+  grpc_connections.max_connection_idle =
+      absl::GetFlag(FLAGS_grpc_max_connection_idle);
+  grpc_connections.max_connection_age =
+      absl::GetFlag(FLAGS_grpc_max_connection_age);
+  grpc_connections.max_connection_age_grace =
+      absl::GetFlag(FLAGS_grpc_max_connection_age_grace);
   options.converter.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);
   options.converter.max_id_bytes = absl::GetFlag(FLAGS_max_id_bytes);
   options.converter.max_event_type_bytes =
@@ -184,7 +253,8 @@ int main(int argc, char** argv) {
   } else if (sync == "full") {
     options.log.sync = fanout::SyncPolicy::kFull;
   } else {
-    spdlog::critical("--sync must be normal or full, not \"{}\"", sync);
+    spdlog::critical("cannot start: --sync must be normal or full sync={:?}",
+                     sync);
     return EXIT_FAILURE;
   }
   options.log.retention_age = absl::GetFlag(FLAGS_retention_age);
@@ -209,13 +279,14 @@ int main(int argc, char** argv) {
 
   auto server = fanout::FanoutServer::Start(std::move(options));
   if (!server.ok()) {
-    spdlog::critical("cannot start: {}", server.status().ToString());
+    spdlog::critical("cannot start error={:?}", server.status().ToString());
     return EXIT_FAILURE;
   }
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  spdlog::info("received signal {}; shutting down", signal_number);
+  spdlog::info("shutting down signal={}",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown();
   return EXIT_SUCCESS;
 }

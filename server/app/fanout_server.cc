@@ -5,16 +5,36 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
+namespace {
+
+// A duration as a channel argument: whole milliseconds, capped at INT_MAX
+// (gRPC's "infinite").
+int ChannelArgMillis(absl::Duration duration) {
+  return static_cast<int>(std::clamp<int64_t>(
+      absl::ToInt64Milliseconds(duration), 0, std::numeric_limits<int>::max()));
+}
+
+// As above, with zero meaning "never".
+int ChannelArgMillisOrNever(absl::Duration duration) {
+  return duration == absl::ZeroDuration() ? std::numeric_limits<int>::max()
+                                          : ChannelArgMillis(duration);
+}
+
+}  // namespace
 
 FanoutServer::FanoutServer(FanoutServerOptions options)
     : options_(std::move(options)),
@@ -71,6 +91,22 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (options.converter.max_id_bytes == 0 ||
       options.converter.max_event_type_bytes == 0) {
     return invalid("max_id_bytes and max_event_type_bytes must be positive");
+  }
+  const GrpcConnectionOptions& connections = options.grpc_connections;
+  if (connections.keepalive_time < absl::Milliseconds(1) ||
+      connections.keepalive_timeout < absl::Milliseconds(1)) {
+    return invalid(
+        "grpc_keepalive_time and grpc_keepalive_timeout must be "
+        "at least 1ms");
+  }
+  if (connections.min_client_ping_interval < absl::ZeroDuration() ||
+      connections.max_connection_idle < absl::ZeroDuration() ||
+      connections.max_connection_age < absl::ZeroDuration() ||
+      connections.max_connection_age_grace < absl::ZeroDuration()) {
+    return invalid("gRPC connection durations must not be negative");
+  }
+  if (connections.max_ping_strikes < 0) {
+    return invalid("grpc_max_ping_strikes must not be negative (0: no limit)");
   }
   // gRPC takes "host:port" and wraps ports above 65535 silently.
   const size_t colon = options.grpc_address.rfind(':');
@@ -137,11 +173,26 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   // Subscribers hold streams open for days and ping to find dead
   // connections (the client library every 30 s); allow that, and ping them
   // in turn so that the server finds its dead streams too.
+  const GrpcConnectionOptions& connections = server->options_.grpc_connections;
   builder.AddChannelArgument(
-      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      ChannelArgMillis(connections.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES,
+                             connections.max_ping_strikes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             ChannelArgMillis(connections.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             ChannelArgMillis(connections.keepalive_timeout));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      ChannelArgMillisOrNever(connections.max_connection_idle));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_AGE_MS,
+      ChannelArgMillisOrNever(connections.max_connection_age));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+      ChannelArgMillisOrNever(connections.max_connection_age_grace));
   builder.AddListeningPort(server->options_.grpc_address,
                            grpc::InsecureServerCredentials(),
                            &server->grpc_port_);
@@ -174,10 +225,15 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
       std::thread([server = server.get()] { server->TickLoop(); });
 
   server->ready_ = true;
-  spdlog::info("listening: HTTP {}:{} (POST {}), gRPC {} (port {})",
-               server->options_.http.address, server->http_->port(),
-               WebhookHandler::kWebhookPath, server->options_.grpc_address,
-               server->grpc_port_);
+  // With the ports bound, which differ from the options' when those are 0.
+  const std::string& http_host = server->options_.http.address;
+  const std::string& grpc_address = server->options_.grpc_address;
+  spdlog::info(
+      "listening http={}:{} grpc={}:{} webhook_path={}",
+      absl::StrContains(http_host, ':') ? absl::StrCat("[", http_host, "]")
+                                        : http_host,
+      server->http_->port(), grpc_address.substr(0, grpc_address.rfind(':')),
+      server->grpc_port_, WebhookHandler::kWebhookPath);
   return server;
 }
 
@@ -285,7 +341,7 @@ void FanoutServer::Shutdown() {
   grpc_.reset();
   service_.reset();
   log_.reset();  // Commits what is queued.
-  if (started) spdlog::info("stopped after seq {}", hub_.last_sequence());
+  if (started) spdlog::info("stopped last_seq={}", hub_.last_sequence());
 }
 
 }  // namespace fanout

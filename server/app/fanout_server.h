@@ -30,12 +30,38 @@
 
 namespace fanout {
 
+// How the gRPC server treats the connections under Subscribe streams,
+// which stay open for days. Durations become gRPC channel arguments in
+// milliseconds.
+struct GrpcConnectionOptions {
+  // The server pings a connection after this long without activity, and
+  // closes it when the ping is not answered within keepalive_timeout, so
+  // that streams of vanished subscribers end.
+  absl::Duration keepalive_time = absl::Seconds(60);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  // Clients may ping this often, also with no call open; a ping sooner than
+  // this after the previous one is a strike, and a connection with more
+  // than max_ping_strikes strikes (0: no limit) is closed with GOAWAY
+  // "too_many_pings".
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
+  int max_ping_strikes = 2;
+  // A connection with no call open for this long is closed (0: never).
+  absl::Duration max_connection_idle = absl::ZeroDuration();
+  // A connection older than this is sent GOAWAY, so that its client
+  // reconnects, e.g. to another server behind a balancer (0: never). Its
+  // open streams get max_connection_age_grace more (0: no limit) before
+  // they are cancelled.
+  absl::Duration max_connection_age = absl::ZeroDuration();
+  absl::Duration max_connection_age_grace = absl::Seconds(30);
+};
+
 struct FanoutServerOptions {
   HttpServerOptions http;
   // Threads running HTTP sessions.
   int http_threads = 2;
   // host:port for gRPC; port 0 picks a free one.
   std::string grpc_address = "127.0.0.1:50051";
+  GrpcConnectionOptions grpc_connections;
   // Secrets that may sign deliveries (several while rotating). Without any,
   // the server refuses to start unless allow_unsigned is set.
   std::vector<std::string> webhook_secrets;

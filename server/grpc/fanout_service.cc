@@ -19,10 +19,20 @@ using staffify::fanout::v1::StartPosition;
 using staffify::fanout::v1::SubscribeRequest;
 using staffify::fanout::v1::SubscribeResponse;
 
-// A stream that failed before it started.
+// The name of a gRPC status code, e.g. "UNAVAILABLE" (the numeric codes
+// coincide with absl's).
+std::string CodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+// A stream refused before it started.
 class FailedStream : public grpc::ServerWriteReactor<SubscribeResponse> {
  public:
-  explicit FailedStream(const grpc::Status& status) { Finish(status); }
+  FailedStream(const grpc::Status& status, const std::string& peer) {
+    spdlog::info("subscription refused peer={} status={} error={:?}", peer,
+                 CodeName(status.error_code()), status.error_message());
+    Finish(status);
+  }
   void OnDone() override { delete this; }
 };
 
@@ -55,8 +65,10 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
         last_activity_(absl::InfinitePast()) {
     subscription_ =
         context_.hub->Subscribe(std::move(filter), after, [this] { Pump(); });
-    spdlog::info("subscriber {} attached from {} for [{}] after seq {}",
-                 subscription_->id(), peer, patterns, subscription_->cursor());
+    // The id is the one of the fanout_subscriber_lag metric.
+    spdlog::info(
+        "subscriber attached subscriber={} peer={} patterns={:?} after_seq={}",
+        subscription_->id(), peer, patterns, subscription_->cursor());
     Pump();
   }
 
@@ -78,8 +90,17 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
 
   void OnDone() override {
     subscription_->Close();
-    spdlog::info("subscriber {} detached at seq {}", subscription_->id(),
-                 subscription_->cursor());
+    uint64_t events_sent;
+    grpc::StatusCode end_code;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_sent = events_sent_;
+      end_code = end_code_;
+    }
+    spdlog::info(
+        "subscriber detached subscriber={} seq={} events_sent={} status={}",
+        subscription_->id(), subscription_->cursor(), events_sent,
+        CodeName(end_code));
     Release();
   }
 
@@ -134,6 +155,7 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
         // once and sharing the bytes needs a custom serialisation path.
         *response_.mutable_event() = *event;
         writing_ = true;
+        ++events_sent_;
       }
     }
 
@@ -181,8 +203,10 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
     }
 
     if (!status.ok()) {
-      spdlog::warn("subscriber {} replay after seq {} failed: {}",
-                   subscription_->id(), after, status.ToString());
+      spdlog::warn(
+          "subscriber replay failed subscriber={} after_seq={} "
+          "error={:?}",
+          subscription_->id(), after, status.ToString());
       {
         std::lock_guard<std::mutex> lock(mu_);
         replaying_ = false;
@@ -207,6 +231,7 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_) return;
       finished_ = true;
+      end_code_ = status.error_code();
     }
     Finish(status);
   }
@@ -225,10 +250,13 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
   std::shared_ptr<Subscription> subscription_;
 
   std::mutex mu_;
-  bool writing_ = false;                              // Guarded by mu_.
-  bool finished_ = false;                             // Guarded by mu_.
-  bool replaying_ = false;                            // Guarded by mu_.
-  int references_ = 1;                                // Guarded by mu_.
+  bool writing_ = false;    // Guarded by mu_.
+  bool finished_ = false;   // Guarded by mu_.
+  bool replaying_ = false;  // Guarded by mu_.
+  int references_ = 1;      // Guarded by mu_.
+  // Events written (heartbeats not counted), and how the stream ended.
+  uint64_t events_sent_ = 0;                          // Guarded by mu_.
+  grpc::StatusCode end_code_ = grpc::StatusCode::OK;  // Guarded by mu_.
   absl::Time last_activity_;                          // Guarded by mu_.
   std::deque<std::shared_ptr<const Event>> backlog_;  // Guarded by mu_.
   SubscribeResponse response_;  // Owned by the write in flight.
@@ -301,9 +329,12 @@ absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
 
 grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
     grpc::CallbackServerContext* context, const SubscribeRequest* request) {
+  const auto refuse = [context](const grpc::Status& status) {
+    return new FailedStream(status, context->peer());
+  };
   if (static_cast<size_t>(request->event_types_size()) >
       options_.max_patterns) {
-    return new FailedStream(grpc::Status(
+    return refuse(grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat(
             "too many event type patterns: ", request->event_types_size(),
@@ -312,7 +343,7 @@ grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
   std::vector<std::string> patterns;
   for (const std::string& pattern : request->event_types()) {
     if (pattern.size() > options_.max_pattern_bytes) {
-      return new FailedStream(
+      return refuse(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        absl::StrCat("event type pattern longer than ",
                                     options_.max_pattern_bytes, " bytes")));
@@ -321,11 +352,11 @@ grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
   }
   absl::StatusOr<SubscriptionFilter> filter =
       SubscriptionFilter::Create(patterns);
-  if (!filter.ok()) return new FailedStream(ToGrpcStatus(filter.status()));
+  if (!filter.ok()) return refuse(ToGrpcStatus(filter.status()));
 
   absl::StatusOr<std::optional<uint64_t>> after =
       ResolveStart(request->start());
-  if (!after.ok()) return new FailedStream(ToGrpcStatus(after.status()));
+  if (!after.ok()) return refuse(ToGrpcStatus(after.status()));
 
   return new SubscribeStream(
       StreamContext{hub_, log_, metrics_, &replay_queue_, &options_},

@@ -127,7 +127,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return Close();
     }
     if (ec == beast::error::timeout) {
-      spdlog::debug("http conn {}: read timed out", id_);
+      spdlog::debug("http read timed out conn={}", id_);
       return Close();
     }
     if (ec == http::error::body_limit) {
@@ -145,7 +145,7 @@ class Session : public std::enable_shared_from_this<Session> {
                            options_->max_header_bytes, " bytes")),
           /*keep_alive=*/false);
     }
-    spdlog::debug("http conn {}: bad request: {}", id_, ec.message());
+    spdlog::debug("http bad request conn={} error={:?}", id_, ec.message());
     Write(JsonErrorResponse(
               http::status::bad_request, "bad_request",
               absl::StrCat("malformed HTTP request: ", ec.message())),
@@ -191,7 +191,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnWrite(beast::error_code ec, bool keep_alive) {
     response_.reset();
     if (ec) {
-      spdlog::debug("http conn {}: write failed: {}", id_, ec.message());
+      spdlog::debug("http write failed conn={} error={:?}", id_, ec.message());
       return Close();
     }
     if (!keep_alive) return Close();
@@ -273,7 +273,7 @@ void HttpServer::Accept() {
         if (ec) {
           // Typically EMFILE: wait for descriptors to free up rather than
           // spinning on the error.
-          spdlog::warn("http accept failed: {}", ec.message());
+          spdlog::warn("http accept failed error={:?}", ec.message());
           accept_retry_.expires_after(std::chrono::milliseconds(50));
           accept_retry_.async_wait([this](beast::error_code ec) {
             if (!ec) Accept();

@@ -148,7 +148,9 @@ void WebhookHandler::Handle(HttpRequest request, Respond respond) {
         request.body(), &failure);
     if (!verified.ok()) {
       // Neither the body nor anything the sender chose goes into the log.
-      spdlog::warn("delivery refused: signature {}",
+      // TODO: name the sender's address, which needs the connection
+      // (HttpServer's session) to hand it to Handle.
+      spdlog::warn("delivery refused for its signature reason={}",
                    SignatureFailureName(failure));
       if (metrics_ != nullptr) {
         metrics_->CountDelivery("", Metrics::kUnauthenticated);

@@ -35,7 +35,8 @@ void Ingestor::Ingest(std::string body, Done done) {
   const absl::Time received_at = clock_();
   absl::StatusOr<Event> event = converter_->Convert(body);
   if (!event.ok()) {
-    spdlog::debug("delivery rejected: {}", event.status().ToString());
+    // Refused before its id is known (or trusted).
+    spdlog::debug("delivery refused error={:?}", event.status().ToString());
     if (metrics_ != nullptr) metrics_->CountDelivery("", Metrics::kInvalid);
     done(event.status());
     return;
@@ -62,19 +63,23 @@ void Ingestor::Ingest(std::string body, Done done) {
         result.duplicate = appended->duplicate;
         if (appended->differs) {
           spdlog::warn(
-              "delivery {} repeats seq {} with a different body; "
-              "the first is kept",
+              "duplicate delivery differs from the stored one, which is "
+              "kept delivery={:?} seq={}",
               result.id, result.sequence);
         } else if (result.duplicate) {
-          spdlog::debug("delivery {} is a duplicate of seq {}", result.id,
+          spdlog::debug("duplicate delivery delivery={:?} seq={}", result.id,
                         result.sequence);
         } else if (!result.conversion_problems.empty()) {
-          spdlog::warn("delivery {} seq {} ({}): {} field(s) did not convert",
-                       result.id, result.sequence, result.event_type,
-                       result.conversion_problems.size());
+          // The fields' names and values stay out of the log; the event
+          // carries them, with the raw body.
+          spdlog::warn(
+              "delivery accepted with fields that did not convert "
+              "delivery={:?} seq={} event_type={} problems={}",
+              result.id, result.sequence, result.event_type,
+              result.conversion_problems.size());
         } else {
-          spdlog::debug("delivery {} accepted as seq {} ({})", result.id,
-                        result.sequence, result.event_type);
+          spdlog::debug("delivery accepted delivery={:?} seq={} event_type={}",
+                        result.id, result.sequence, result.event_type);
         }
         done(std::move(result));
       });

@@ -94,8 +94,8 @@ class EventLog::Database {
     sqlite3_stmt* statement = nullptr;
     if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement,
                            nullptr) != SQLITE_OK) {
-      spdlog::error("event log {}: cannot prepare statement: {}", path_,
-                    sqlite3_errmsg(db_));
+      spdlog::error("event log cannot prepare a statement path={} error={:?}",
+                    path_, std::string(sqlite3_errmsg(db_)));
       return nullptr;
     }
     sqls_.push_back(sql);
@@ -212,8 +212,8 @@ absl::Status EventLog::Init() {
     last_received_us_ =
         std::max<int64_t>(sqlite3_column_int64(s, 2), *trimmed_received);
     trimmed_received_us_ = *trimmed_received;
-    spdlog::info("event log {}: sequences {}..{}, {} bytes", path, range_.first,
-                 range_.last, retained_bytes_);
+    spdlog::info("event log opened path={} first_seq={} last_seq={} bytes={}",
+                 path, range_.first, range_.last, retained_bytes_);
   }
   sqlite3_reset(s);
 
@@ -264,7 +264,7 @@ void EventLog::WriterLoop() {
     if (retention_due) {
       absl::Status status = EnforceRetention(absl::Now());
       if (!status.ok())
-        spdlog::error("retention failed: {}", status.ToString());
+        spdlog::error("retention failed error={:?}", status.ToString());
     }
   }
 }
@@ -362,8 +362,11 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
 
   if (!status.ok()) {
     db.Exec("ROLLBACK").IgnoreError();
-    spdlog::error("event log commit of {} events failed: {}", batch->size(),
-                  status.ToString());
+    spdlog::error(
+        "event log commit failed deliveries={} first_delivery={:?} "
+        "last_delivery={:?} error={:?}",
+        batch->size(), batch->front().event.id(), batch->back().event.id(),
+        status.ToString());
     for (Pending& pending : *batch) pending.done(status);
     return;
   }
@@ -553,7 +556,8 @@ absl::Status EventLog::EnforceRetention(absl::Time now) {
       retained_bytes_ -= std::min(retained_bytes_, freed);
       trimmed_received_us_ = through_received;
     }
-    spdlog::info("retention: removed events through seq {}", through);
+    spdlog::info("retention removed events through_seq={} bytes={}", through,
+                 freed);
   }
 }
 

@@ -86,12 +86,12 @@ class Server:
 
         # Drains the output (spdlog writes to stdout, flag errors go to
         # stderr) into the log for the whole run, so that the server never
-        # blocks on a full pipe; hands over the "listening:" line.
+        # blocks on a full pipe; hands over the "listening" line.
         def drain():
             for line in self.process.stdout:
                 log.write(line)
                 log.flush()
-                if "listening:" in line:
+                if "listening http=" in line:
                     found.put(line)
             log.close()
             found.put(None)
@@ -103,9 +103,9 @@ class Server:
             line = None
         check(line is not None,
               f"fanout-server did not say it was listening within {WAIT_S} s")
-        # [info] listening: HTTP 127.0.0.1:P (POST /webhooks), gRPC
-        # 127.0.0.1:0 (port P)
-        match = re.search(r"HTTP \S+:(\d+) .*gRPC \S+ \(port (\d+)\)", line)
+        # [info] listening http=127.0.0.1:P grpc=127.0.0.1:P
+        # webhook_path=/webhooks
+        match = re.search(r"http=\S+:(\d+) grpc=\S+:(\d+) ", line)
         check(match is not None, f"cannot read the ports from: {line!r}")
         self.http_port = int(match.group(1))
         self.grpc_port = int(match.group(2))

@@ -338,6 +338,39 @@ TEST_F(EndToEndTest, ShutdownEndsStreamsWithUnavailable) {
       << status.error_message();
 }
 
+TEST_F(EndToEndTest, ConnectionPastMaxAgeEndsItsStreamsAfterTheGrace) {
+  FanoutServerOptions options;
+  options.grpc_connections.max_connection_age = absl::Milliseconds(300);
+  options.grpc_connections.max_connection_age_grace = absl::Milliseconds(300);
+  StartServer(options);
+  TestSubscriber subscriber(grpc_target_, {"*"});
+  WaitForSubscribers(1);
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status status = subscriber.WaitForEnd();
+  EXPECT_NE(status.error_code(), grpc::StatusCode::OK)
+      << status.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(EndToEndTest, GrpcConnectionSettingsAreValidated) {
+  FanoutServerOptions options;
+  options.allow_unsigned = true;
+  EXPECT_TRUE(ValidateOptions(options).ok());
+
+  FanoutServerOptions no_keepalive = options;
+  no_keepalive.grpc_connections.keepalive_time = absl::ZeroDuration();
+  EXPECT_EQ(ValidateOptions(no_keepalive).code(),
+            absl::StatusCode::kInvalidArgument);
+  FanoutServerOptions negative_age = options;
+  negative_age.grpc_connections.max_connection_age = absl::Seconds(-1);
+  EXPECT_EQ(ValidateOptions(negative_age).code(),
+            absl::StatusCode::kInvalidArgument);
+  FanoutServerOptions negative_strikes = options;
+  negative_strikes.grpc_connections.max_ping_strikes = -1;
+  EXPECT_EQ(ValidateOptions(negative_strikes).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 StartPosition After(uint64_t sequence) {
   StartPosition start;
   start.set_after_sequence(sequence);

@@ -2,8 +2,9 @@
 // run it, and checks the guarantees that only show across a process
 // boundary: acknowledged deliveries survive kill -9 exactly once, a stalled
 // subscriber costs the server bounded memory, a delivery is stored and
-// streamed once however often it is repeated, and a resumed stream crosses
-// from log replay to live events without a gap or a repeat.
+// streamed once however often it is repeated, a resumed stream crosses
+// from log replay to live events without a gap or a repeat, and flags can
+// be set through the environment, the command line winning.
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -123,18 +124,130 @@ std::optional<uint16_t> PortAt(const std::string& text, size_t pos,
   return static_cast<uint16_t>(port);
 }
 
+// The environment of this process with `overrides` ("NAME=value") added,
+// replacing variables of the same name.
+std::vector<std::string> EnvironmentWith(
+    const std::vector<std::string>& overrides) {
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const absl::string_view variable = *entry;
+    const absl::string_view name = variable.substr(0, variable.find('='));
+    const bool replaced = std::any_of(
+        overrides.begin(), overrides.end(), [&](const std::string& o) {
+          return absl::StartsWith(o, absl::StrCat(name, "="));
+        });
+    if (!replaced) environment.emplace_back(variable);
+  }
+  environment.insert(environment.end(), overrides.begin(), overrides.end());
+  return environment;
+}
+
+// Writes the secrets file that a server on `data_dir` verifies with, and
+// returns the server's command line: `flags` after the flags that choose
+// free ports, the data directory and that file.
+std::vector<std::string> ServerCommandLine(
+    const std::string& data_dir, const std::vector<std::string>& flags) {
+  // The secrets file sits beside the data directory.
+  const std::string secrets_path = data_dir + ".secrets";
+  {
+    std::ofstream secrets(secrets_path);
+    secrets << kSecret << "\n";
+  }
+  std::vector<std::string> args = {
+      kServerBinary,
+      "--http_port=0",
+      "--grpc_address=127.0.0.1:0",
+      absl::StrCat("--data_dir=", data_dir),
+      absl::StrCat("--secrets_file=", secrets_path),
+      "--log_level=info"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  return args;
+}
+
+// Starts `args` with `environment`, stdout and stderr appended to
+// `log_path`. Returns the child's pid.
+absl::StatusOr<pid_t> Spawn(std::vector<std::string> args,
+                            std::vector<std::string> environment,
+                            const std::string& log_path) {
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (std::string& variable : environment) envp.push_back(variable.data());
+  envp.push_back(nullptr);
+
+  // The child gets only stdin and the log file: it must not inherit this
+  // process's client sockets, which would keep connections to an earlier
+  // server instance half alive.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t no_signals;
+  sigemptyset(&no_signals);
+  posix_spawnattr_setsigmask(&attributes, &no_signals);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+
+  pid_t pid = 0;
+  const int error = posix_spawn(&pid, argv[0], &actions, &attributes,
+                                argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (error != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot start ", argv[0], ": ", std::strerror(error)));
+  }
+  return pid;
+}
+
+// How a server that was expected to refuse to start ended.
+struct Exit {
+  int status = -1;  // The exit status; -1 if killed by a signal.
+  std::string log;
+};
+
+// Runs the server on `data_dir` with `flags` and `environment` until it
+// exits by itself. Returns DeadlineExceeded (after killing it) if it is
+// still running after `timeout`.
+absl::StatusOr<Exit> RunServerUntilExit(
+    const std::string& data_dir, const std::string& log_path,
+    const std::vector<std::string>& flags,
+    const std::vector<std::string>& environment, absl::Duration timeout) {
+  absl::StatusOr<pid_t> pid =
+      Spawn(ServerCommandLine(data_dir, flags), environment, log_path);
+  if (!pid.ok()) return pid.status();
+  int status = 0;
+  const bool exited =
+      WaitFor([&] { return waitpid(*pid, &status, WNOHANG) == *pid; }, timeout);
+  if (!exited) {
+    kill(*pid, SIGKILL);
+    waitpid(*pid, &status, 0);
+    return absl::DeadlineExceededError(absl::StrCat(
+        "server still running after ", absl::FormatDuration(timeout)));
+  }
+  Exit exit;
+  exit.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  exit.log = ReadWholeFile(log_path);
+  return exit;
+}
+
 // The fanout-server binary running as a child process on ports it picked
 // itself (port 0), with stdout and stderr going to a log file. A process
 // still running when this object is destroyed is killed with SIGKILL.
 class ServerProcess {
  public:
-  // Starts the server on `data_dir` with `flags` added to the port flags,
-  // waits for its "listening:" line in `log_path` and then for its HTTP
-  // port to answer. Returns Unavailable, with the log, if it exits or is
-  // not ready within 20 seconds.
+  // Starts the server on `data_dir` with `flags` added to the port flags
+  // and with `environment`, waits for its "listening" line in `log_path`
+  // and then for its HTTP port to answer. Returns Unavailable, with the
+  // log, if it exits or is not ready within 20 seconds.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& data_dir, const std::string& log_path,
-      const std::vector<std::string>& flags);
+      const std::vector<std::string>& flags,
+      const std::vector<std::string>& environment = EnvironmentWith({}));
 
   ~ServerProcess() {
     if (pid_ > 0) Kill();
@@ -209,22 +322,22 @@ class ServerProcess {
   ServerProcess(pid_t pid, std::string log_path)
       : pid_(pid), log_path_(std::move(log_path)) {}
 
-  // Reads the ports from the "listening:" line, e.g.
-  // "listening: HTTP 127.0.0.1:41234 (POST /webhooks), gRPC 127.0.0.1:0
-  // (port 41235)". Returns false while the line is not there yet.
+  // Reads the ports from the "listening" line, e.g. "listening
+  // http=127.0.0.1:41234 grpc=127.0.0.1:41235 webhook_path=/webhooks".
+  // Returns false while the line is not there yet.
   bool ParseListeningLine() {
     const std::string log = Log();
-    const size_t line = log.find("listening: HTTP ");
+    const size_t line = log.find("listening http=");
     if (line == std::string::npos) return false;
-    const size_t http_end = log.find(" (POST", line);
-    const size_t grpc = log.find("(port ", line);
-    if (http_end == std::string::npos || grpc == std::string::npos) {
+    const size_t http_end = log.find(" grpc=", line);
+    const size_t grpc_end = log.find(" webhook_path=", line);
+    if (http_end == std::string::npos || grpc_end == std::string::npos) {
       return false;
     }
-    const size_t colon = log.rfind(':', http_end);
-    std::optional<uint16_t> http_port = PortAt(log, colon + 1, " ");
+    std::optional<uint16_t> http_port =
+        PortAt(log, log.rfind(':', http_end) + 1, " ");
     std::optional<uint16_t> grpc_port =
-        PortAt(log, grpc + std::string("(port ").size(), ")");
+        PortAt(log, log.rfind(':', grpc_end) + 1, " ");
     if (!http_port.has_value() || !grpc_port.has_value()) return false;
     http_port_ = *http_port;
     grpc_port_ = *grpc_port;
@@ -239,50 +352,12 @@ class ServerProcess {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& data_dir, const std::string& log_path,
-    const std::vector<std::string>& flags) {
-  // The secrets file sits beside the data directory.
-  const std::string secrets_path = data_dir + ".secrets";
-  {
-    std::ofstream secrets(secrets_path);
-    secrets << kSecret << "\n";
-  }
-  std::vector<std::string> args = {
-      kServerBinary,
-      "--http_port=0",
-      "--grpc_address=127.0.0.1:0",
-      absl::StrCat("--data_dir=", data_dir),
-      absl::StrCat("--secrets_file=", secrets_path),
-      "--log_level=info"};
-  args.insert(args.end(), flags.begin(), flags.end());
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  // The child gets only stdin and the log file: it must not inherit this
-  // process's client sockets, which would keep connections to an earlier
-  // server instance half alive.
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t no_signals;
-  sigemptyset(&no_signals);
-  posix_spawnattr_setsigmask(&attributes, &no_signals);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-
-  pid_t pid = 0;
-  const int error = posix_spawn(&pid, kServerBinary, &actions, &attributes,
-                                argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (error != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot start ", kServerBinary,
-                                               ": ", std::strerror(error)));
-  }
+    const std::vector<std::string>& flags,
+    const std::vector<std::string>& environment) {
+  absl::StatusOr<pid_t> spawned =
+      Spawn(ServerCommandLine(data_dir, flags), environment, log_path);
+  if (!spawned.ok()) return spawned.status();
+  const pid_t pid = *spawned;
   std::unique_ptr<ServerProcess> server(new ServerProcess(pid, log_path));
 
   bool exited = false;
@@ -328,18 +403,23 @@ struct Ack {
   bool duplicate = false;
 };
 
-// POSTs delivery `id`. Returns its answer; the sender's error when the
-// exchange failed; Internal for a non-2xx status or a malformed answer.
-absl::StatusOr<Ack> Deliver(WebhookSender* sender, const std::string& id) {
-  // Signed as Staffify signs, so that every test also exercises the check.
-  const std::string body = DeliveryBody(id);
+// POSTs `body`, signed as Staffify signs, so that every test also
+// exercises the check. Returns the answer, or the sender's error.
+absl::StatusOr<HttpAnswer> PostSigned(WebhookSender* sender,
+                                      const std::string& body) {
   const std::string timestamp =
       std::to_string(absl::ToUnixSeconds(absl::Now()));
-  absl::StatusOr<HttpAnswer> answer = sender->Send(
+  return sender->Send(
       "POST", body,
       {{"Content-Type", "application/json"},
        {"X-Webhook-Timestamp", timestamp},
        {"X-Webhook-Signature", SignWebhook(kSecret, timestamp, body)}});
+}
+
+// POSTs delivery `id`. Returns its answer; the sender's error when the
+// exchange failed; Internal for a non-2xx status or a malformed answer.
+absl::StatusOr<Ack> Deliver(WebhookSender* sender, const std::string& id) {
+  absl::StatusOr<HttpAnswer> answer = PostSigned(sender, DeliveryBody(id));
   if (!answer.ok()) return answer.status();
   if (answer->status / 100 != 2) {
     return absl::InternalError(
@@ -468,14 +548,22 @@ class ServerProcessTest : public ::testing::Test {
     }
   }
 
-  // Starts a server on this test's data dir; each start logs to a file of
-  // its own.
-  absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
-      const std::vector<std::string>& flags) {
+  // A new log file for the next server of this test.
+  const std::string& NextLogPath() {
     log_paths_.push_back(
         absl::StrCat(root_.path(), "/server-", log_paths_.size() + 1, ".log"));
+    return log_paths_.back();
+  }
+
+  // Starts a server on this test's data dir, with `variables` ("NAME=value")
+  // added to its environment; each start logs to a file of its own.
+  absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(
+      const std::vector<std::string>& flags,
+      const std::vector<std::string>& variables = {}) {
+    const std::string& log_path = NextLogPath();
     const auto start = SteadyClock::now();
-    auto server = ServerProcess::Start(data_dir_, log_paths_.back(), flags);
+    auto server = ServerProcess::Start(data_dir_, log_path, flags,
+                                       EnvironmentWith(variables));
     if (server.ok()) {
       std::printf("[ timing ] server pid %d ready in %.3f s\n",
                   (*server)->pid(), SecondsSince(start));
@@ -1039,6 +1127,190 @@ TEST_F(ServerProcessTest, ResumedStreamCrossesFromReplayToLiveExactlyOnce) {
       static_cast<unsigned long long>(kBefore),
       static_cast<unsigned long long>(kDuring), resumed.events.size(), seconds,
       pauses_held);
+}
+
+// A delivery of about `bytes` bytes.
+std::string DeliveryOfSize(const std::string& id, size_t bytes) {
+  return absl::StrCat(R"({"id":")", id,
+                      R"(","event":"test.ping",)"
+                      R"("timestamp":"2026-03-01T19:00:00.000Z",)"
+                      R"("data":{"message":")",
+                      std::string(bytes, 'x'), R"("}})");
+}
+
+TEST_F(ServerProcessTest, FlagIsSetFromItsEnvironmentVariable) {
+  auto server = StartServer({}, {"FANOUT_MAX_BODY_BYTES=2048"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE(absl::StrContains((*server)->Log(),
+                                "flags from environment "
+                                "variables=FANOUT_MAX_BODY_BYTES"))
+      << (*server)->Log();
+
+  WebhookSender sender((*server)->webhook_url());
+  absl::StatusOr<HttpAnswer> small =
+      PostSigned(&sender, DeliveryOfSize("wh_env_small", 1000));
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->status, 200) << small->body;
+  WebhookSender another((*server)->webhook_url());
+  absl::StatusOr<HttpAnswer> large =
+      PostSigned(&another, DeliveryOfSize("wh_env_large", 4000));
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_EQ(large->status, 413) << large->body;
+}
+
+TEST_F(ServerProcessTest, CommandLineWinsOverTheEnvironment) {
+  const std::string env_data_dir = root_.path() + "/data-from-env";
+  auto server = StartServer(
+      {"--max_body_bytes=65536"},
+      {"FANOUT_MAX_BODY_BYTES=2048", "FANOUT_DATA_DIR=" + env_data_dir});
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  WebhookSender sender((*server)->webhook_url());
+  absl::StatusOr<HttpAnswer> large =
+      PostSigned(&sender, DeliveryOfSize("wh_cli_large", 4000));
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_EQ(large->status, 200) << large->body;
+  // --data_dir, on the command line, won too.
+  EXPECT_FALSE(std::ifstream(env_data_dir + "/LOCK").good());
+  EXPECT_TRUE(std::ifstream(data_dir_ + "/LOCK").good());
+}
+
+TEST_F(ServerProcessTest, BadEnvironmentValueStopsTheStartAndNamesIt) {
+  struct Case {
+    std::string variable;
+    std::string value;
+  };
+  for (const Case& bad : {Case{"FANOUT_HTTP_THREADS", "two"},
+                          Case{"FANOUT_HEARTBEAT_INTERVAL", "15"},
+                          Case{"FANOUT_ALLOW_UNSIGNED", "maybe"}}) {
+    absl::StatusOr<Exit> exit = RunServerUntilExit(
+        data_dir_, NextLogPath(), {},
+        EnvironmentWith({absl::StrCat(bad.variable, "=", bad.value)}),
+        absl::Seconds(20));
+    ASSERT_TRUE(exit.ok()) << bad.variable << ": " << exit.status();
+    EXPECT_EQ(exit->status, 1) << exit->log;
+    EXPECT_TRUE(absl::StrContains(
+        exit->log, absl::StrCat("environment variable ", bad.variable, ":")))
+        << exit->log;
+    EXPECT_TRUE(absl::StrContains(exit->log, absl::StrCat("'", bad.value, "'")))
+        << exit->log;
+    EXPECT_FALSE(absl::StrContains(exit->log, "listening")) << exit->log;
+  }
+}
+
+TEST_F(ServerProcessTest, ClientPingingTooOftenIsDisconnectedUnlessAllowed) {
+  // A client that pings as often as gRPC lets it (about once a second),
+  // on a stream with nothing to read: no heartbeat within the test.
+  grpc::ChannelArguments eager_pinger;
+  eager_pinger.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 100);
+  eager_pinger.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  eager_pinger.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  eager_pinger.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  const auto never = [](const SubscribeResponse&) { return false; };
+
+  // The default allows a ping every 10 s, and 2 strikes.
+  {
+    auto server = StartServer({"--heartbeat_interval=1h"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    const auto start = SteadyClock::now();
+    StreamRecord record = ReadStream((*server)->grpc_target(), FromOldest(),
+                                     never, absl::Seconds(20), eager_pinger);
+    EXPECT_EQ(record.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << record.status.error_message();
+    std::printf("[ timing ] eager pinger disconnected after %.3f s: %s\n",
+                SecondsSince(start), record.status.error_message().c_str());
+  }
+
+  auto server = StartServer(
+      {"--heartbeat_interval=1h", "--grpc_min_client_ping_interval=100ms"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  StreamRecord record = ReadStream((*server)->grpc_target(), FromOldest(),
+                                   never, absl::Seconds(6), eager_pinger);
+  EXPECT_EQ(record.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << record.status.error_message();
+}
+
+TEST_F(ServerProcessTest, InfoLogCarriesIdsAndNoPayloads) {
+  auto server = StartServer({"--heartbeat_interval=200ms"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string target = (*server)->grpc_target();
+
+  // A subscription the server refuses, and one that reads two events.
+  SubscribeRequest bad_request;
+  bad_request.add_event_types("not a pattern");
+  {
+    std::unique_ptr<Fanout::Stub> stub = Fanout::NewStub(
+        grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    SubscribeResponse response;
+    auto reader = stub->Subscribe(&context, bad_request);
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  StreamRecord record;
+  ScopedThread reader([&] {
+    record = ReadStream(
+        target, FromOldest(),
+        [](const SubscribeResponse& response) {
+          return response.has_event() && response.event().sequence() == 2;
+        },
+        absl::Seconds(30));
+  });
+
+  // Contact details, a field that does not convert, and a retry whose body
+  // differs: each gets a line, none shows the payload.
+  const std::string contact =
+      R"("customerEmail":"jane.smith@example.com","customerPhone":"+1234567890")";
+  const std::string first = absl::StrCat(
+      R"({"id":"wh_log_1","event":"ticket.created",)",
+      R"("timestamp":"2026-03-01T19:00:00.000Z","data":{"ticketId":42,)",
+      contact, "}}");
+  const std::string second =
+      absl::StrCat(R"({"id":"wh_log_2","event":"ticket.created",)",
+                   R"("timestamp":"2026-03-01T19:00:00.000Z",)",
+                   R"("data":{"ticketId":"forty-two",)", contact, "}}");
+  const std::string first_changed = absl::StrCat(
+      R"({"id":"wh_log_1","event":"ticket.created",)",
+      R"("timestamp":"2026-03-01T19:00:00.000Z","data":{"ticketId":43,)",
+      contact, "}}");
+  WebhookSender sender((*server)->webhook_url());
+  for (const std::string* body : {&first, &second, &first_changed}) {
+    absl::StatusOr<HttpAnswer> answer = PostSigned(&sender, *body);
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    EXPECT_EQ(answer->status, 200) << answer->body;
+  }
+  reader.Join();
+  ASSERT_TRUE(record.stopped_by_reader) << record.status.error_message();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains((*server)->Log(), "subscriber detached");
+      },
+      absl::Seconds(10)));
+  ASSERT_TRUE((*server)->Terminate(absl::Seconds(15)).ok());
+
+  const std::string log = (*server)->Log();
+  for (const char* line : {
+           "subscription refused peer=ipv",
+           " status=INVALID_ARGUMENT error=",
+           "subscriber attached subscriber=1 peer=ipv",
+           " patterns=\"*\" after_seq=0",
+           "delivery accepted with fields that did not convert "
+           "delivery=\"wh_log_2\" seq=2 event_type=ticket.created problems=1",
+           "duplicate delivery differs from the stored one, which is kept "
+           "delivery=\"wh_log_1\" seq=1",
+           "subscriber detached subscriber=1 seq=2 events_sent=2 "
+           "status=CANCELLED",
+           "shutting down signal=SIGTERM",
+           "stopped last_seq=2",
+       }) {
+    EXPECT_TRUE(absl::StrContains(log, line)) << "no \"" << line << "\"";
+  }
+  for (const char* secret :
+       {"jane.smith@example.com", "+1234567890", "forty-two", kSecret}) {
+    EXPECT_FALSE(absl::StrContains(log, secret)) << secret << " is logged";
+  }
 }
 
 }  // namespace
