@@ -30,8 +30,16 @@ ABSL_FLAG(uint64_t, max_body_bytes, 1 << 20,
           "Largest delivery body accepted; larger ones get 413.");
 ABSL_FLAG(uint64_t, max_header_bytes, 16 << 10,
           "Largest HTTP request line plus headers accepted; larger get 431.");
-ABSL_FLAG(absl::Duration, http_request_timeout, absl::Seconds(30),
-          "Time allowed to receive one whole request or send one response.");
+ABSL_FLAG(absl::Duration, http_header_timeout, absl::Seconds(10),
+          "Time allowed to receive a request's line and headers, from its "
+          "first byte (from the accept, for a connection's first request). "
+          "The connection is closed when it runs out.");
+ABSL_FLAG(absl::Duration, http_body_timeout, absl::Seconds(30),
+          "Time allowed to receive a request's body, from the end of its "
+          "headers, however slowly it trickles in. The connection is closed "
+          "when it runs out.");
+ABSL_FLAG(absl::Duration, http_write_timeout, absl::Seconds(30),
+          "Time allowed to send one response.");
 ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(60),
           "Time an idle keep-alive HTTP connection stays open.");
 ABSL_FLAG(uint64_t, http_max_connections, 1024,
@@ -163,7 +171,9 @@ int main(int argc, char** argv) {
   options.http.port = absl::GetFlag(FLAGS_http_port);
   options.http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
   options.http.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
-  options.http.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+  options.http.header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
+  options.http.body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
+  options.http.write_timeout = absl::GetFlag(FLAGS_http_write_timeout);
   options.http.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
   options.http.max_connections = absl::GetFlag(FLAGS_http_max_connections);
   options.http_threads = absl::GetFlag(FLAGS_http_threads);

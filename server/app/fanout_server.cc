@@ -48,7 +48,9 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (options.http.max_header_bytes == 0) {
     return invalid("max_header_bytes is 0");
   }
-  if (options.http.request_timeout <= absl::ZeroDuration() ||
+  if (options.http.header_timeout <= absl::ZeroDuration() ||
+      options.http.body_timeout <= absl::ZeroDuration() ||
+      options.http.write_timeout <= absl::ZeroDuration() ||
       options.http.idle_timeout <= absl::ZeroDuration()) {
     return invalid("HTTP timeouts must be positive");
   }
