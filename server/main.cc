@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "server/app/fanout_server.h"
+#include "server/auth/protected_file.h"
 #include "server/auth/signature_verifier.h"
 #include "server/common/flags_help.h"
 #include "spdlog/spdlog.h"
@@ -25,6 +26,22 @@ ABSL_FLAG(uint16_t, http_port, 8080,
           "Port of the HTTP ingest endpoint (0 picks a free one).");
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
           "host:port the gRPC Subscribe service listens on.");
+ABSL_FLAG(std::string, grpc_tls_cert, "",
+          "PEM certificate chain (leaf first) to serve gRPC over TLS with; "
+          "needs --grpc_tls_key. Without both, gRPC is plaintext.");
+ABSL_FLAG(std::string, grpc_tls_key, "",
+          "PEM private key of --grpc_tls_cert (unencrypted; the file must not "
+          "be accessible to other users).");
+ABSL_FLAG(std::string, grpc_tls_client_ca, "",
+          "PEM CA certificates: with it, gRPC requires mutual TLS, and "
+          "refuses clients without a certificate signed by one of them.");
+ABSL_FLAG(std::string, access_tokens_file, "",
+          "File of subscriber access tokens, one per line: <name> <token> "
+          "<pattern>[,<pattern>...] (see docs/security.md). With it, every "
+          "Subscribe call needs \"authorization: Bearer <token>\" metadata "
+          "and sees only the event types granted. Without it, every "
+          "subscriber reads every event. The file must not be accessible to "
+          "other users.");
 ABSL_FLAG(int, http_threads, 2, "Threads serving HTTP connections.");
 ABSL_FLAG(uint64_t, max_body_bytes, 1 << 20,
           "Largest delivery body accepted; larger ones get 413.");
@@ -123,6 +140,11 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
     }
     if (!from_file.ok()) return from_file.status();
     *secrets = *std::move(from_file);
+    if (fanout::OthersMayAccess(path)) {
+      spdlog::warn("webhook secrets file {} is accessible to other users; "
+                   "run chmod o-rwx {}",
+                   path, path);
+    }
   }
   if (const char* env = std::getenv("FANOUT_WEBHOOK_SECRETS")) {
     for (std::string& secret : fanout::ParseSecretsList(env)) {
@@ -178,6 +200,10 @@ int main(int argc, char** argv) {
   options.http.max_connections = absl::GetFlag(FLAGS_http_max_connections);
   options.http_threads = absl::GetFlag(FLAGS_http_threads);
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  options.grpc_tls.cert_file = absl::GetFlag(FLAGS_grpc_tls_cert);
+  options.grpc_tls.key_file = absl::GetFlag(FLAGS_grpc_tls_key);
+  options.grpc_tls.client_ca_file = absl::GetFlag(FLAGS_grpc_tls_client_ca);
+  options.access_tokens_file = absl::GetFlag(FLAGS_access_tokens_file);
   options.converter.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);
   options.converter.max_id_bytes = absl::GetFlag(FLAGS_max_id_bytes);
   options.converter.max_event_type_bytes =

@@ -9,8 +9,11 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
 
@@ -74,6 +77,10 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
       options.converter.max_event_type_bytes == 0) {
     return invalid("max_id_bytes and max_event_type_bytes must be positive");
   }
+  if (absl::Status tls = ValidateGrpcTlsOptions(options.grpc_tls);
+      !tls.ok()) {
+    return tls;
+  }
   // gRPC takes "host:port" and wraps ports above 65535 silently.
   const size_t colon = options.grpc_address.rfind(':');
   int64_t grpc_port = -1;
@@ -86,12 +93,53 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   return absl::OkStatus();
 }
 
+bool IsLoopbackAddress(absl::string_view host_port) {
+  absl::string_view host = host_port.substr(0, host_port.rfind(':'));
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  return host == "localhost" || host == "::1" ||
+         absl::StartsWith(host, "127.");
+}
+
 absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
     FanoutServerOptions options) {
   if (absl::Status status = ValidateOptions(options); !status.ok()) {
     return status;
   }
+  // The files are read before anything starts, so that a mistake in one
+  // stops the server at once, naming the file.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options.grpc_tls);
+  if (!credentials.ok()) return credentials.status();
+  std::unique_ptr<AccessTokens> access_tokens;
+  if (!options.access_tokens_file.empty()) {
+    absl::StatusOr<AccessTokens> read =
+        AccessTokens::ReadFile(options.access_tokens_file);
+    if (!read.ok()) return read.status();
+    access_tokens = std::make_unique<AccessTokens>(*std::move(read));
+    std::vector<std::string> names;
+    for (const AccessGrant& grant : access_tokens->grants()) {
+      names.push_back(absl::StrCat(grant.name, " [",
+                                   absl::StrJoin(grant.patterns, ","), "]"));
+    }
+    spdlog::info("subscribers need an access token; {} configured: {}",
+                 names.size(), absl::StrJoin(names, ", "));
+  }
+  const bool loopback = IsLoopbackAddress(options.grpc_address);
+  if (access_tokens == nullptr && !loopback) {
+    spdlog::warn(
+        "gRPC listens on {} WITHOUT ACCESS TOKENS (no --access_tokens_file): "
+        "anyone who can reach it can read every event",
+        options.grpc_address);
+  }
+  if (access_tokens != nullptr && !options.grpc_tls.enabled() && !loopback) {
+    spdlog::warn(
+        "access tokens travel in plaintext on {}: give --grpc_tls_cert and "
+        "--grpc_tls_key",
+        options.grpc_address);
+  }
+
   std::unique_ptr<FanoutServer> server(new FanoutServer(std::move(options)));
+  server->access_tokens_ = std::move(access_tokens);
 
   // Committed events go to the hub, and from there to subscribers, in
   // commit order on the log's writer thread.
@@ -128,7 +176,7 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
                         [self] { return self->RenderMetrics(); }});
   server->service_ = std::make_unique<FanoutService>(
       &server->hub_, server->log_.get(), &server->metrics_,
-      server->options_.service);
+      server->options_.service, server->access_tokens_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -144,8 +192,14 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
-  builder.AddListeningPort(server->options_.grpc_address,
-                           grpc::InsecureServerCredentials(),
+  // A Subscribe request is a few patterns; anything much larger is not
+  // one, and is refused before it is buffered.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(
+      server->options_.service.max_patterns *
+              (server->options_.service.max_pattern_bytes + 8) +
+          (4 << 10),
+      4 << 20)));
+  builder.AddListeningPort(server->options_.grpc_address, *credentials,
                            &server->grpc_port_);
   builder.RegisterService(server->service_.get());
   server->grpc_ = builder.BuildAndStart();
@@ -176,10 +230,15 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
       std::thread([server = server.get()] { server->TickLoop(); });
 
   server->ready_ = true;
-  spdlog::info("listening: HTTP {}:{} (POST {}), gRPC {} (port {})",
+  spdlog::info("listening: HTTP {}:{} (POST {}), gRPC {} (port {}) {}",
                server->options_.http.address, server->http_->port(),
                WebhookHandler::kWebhookPath, server->options_.grpc_address,
-               server->grpc_port_);
+               server->grpc_port_,
+               !server->options_.grpc_tls.enabled()
+                   ? "in plaintext"
+                   : server->options_.grpc_tls.client_ca_file.empty()
+                         ? "with TLS"
+                         : "with mutual TLS");
   return server;
 }
 
