@@ -101,6 +101,16 @@ ABSL_FLAG(uint64_t, replay_batch_bytes, 4 << 20,
           "behind (at least one event is read).");
 ABSL_FLAG(uint64_t, max_subscribe_patterns, 64,
           "Most event type patterns in one Subscribe request.");
+ABSL_FLAG(uint64_t, max_pattern_bytes, 256,
+          "Longest event type pattern accepted in a Subscribe request, in "
+          "bytes. With --max_subscribe_patterns it also sets the largest "
+          "Subscribe request gRPC accepts.");
+ABSL_FLAG(uint64_t, max_conversion_problems, 64,
+          "Most conversion problems listed on one event; the rest are "
+          "counted in one last entry.");
+ABSL_FLAG(uint64_t, max_problem_path_bytes, 256,
+          "Longest field path of a conversion problem, in bytes; longer "
+          "ones are cut.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "Time open gRPC streams get to end on shutdown.");
 ABSL_FLAG(std::string, secrets_file, "",
@@ -232,6 +242,11 @@ int main(int argc, char** argv) {
   options.service.replay_batch =
       std::max<uint64_t>(1, absl::GetFlag(FLAGS_replay_batch));
   options.service.max_patterns = absl::GetFlag(FLAGS_max_subscribe_patterns);
+  options.service.max_pattern_bytes = absl::GetFlag(FLAGS_max_pattern_bytes);
+  options.converter.max_conversion_problems =
+      absl::GetFlag(FLAGS_max_conversion_problems);
+  options.converter.max_problem_path_bytes =
+      absl::GetFlag(FLAGS_max_problem_path_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
 
   // Block the stop signals before any thread starts, so that only the

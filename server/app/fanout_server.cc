@@ -64,6 +64,14 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (options.converter.max_json_depth < 2) {
     return invalid("max_json_depth must be at least 2 (envelope and data)");
   }
+  // Keeps the Subscribe request limit (MaxSubscribeRequestBytes) small.
+  if (options.service.max_pattern_bytes > (1 << 20) ||
+      options.service.max_patterns >
+          (1 << 20) / (options.service.max_pattern_bytes + 8)) {
+    return invalid(
+        "max_subscribe_patterns times max_pattern_bytes must stay within "
+        "1 MiB");
+  }
   if (options.service.heartbeat_interval <= absl::ZeroDuration()) {
     return invalid("heartbeat_interval must be positive");
   }
@@ -91,6 +99,12 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
                                 "\" is not host:port with a port 0..65535"));
   }
   return absl::OkStatus();
+}
+
+size_t MaxSubscribeRequestBytes(const FanoutServiceOptions& options) {
+  // Each pattern costs its bytes plus a few of framing; the start position
+  // and the rest of the message fit in the 4 KiB added.
+  return options.max_patterns * (options.max_pattern_bytes + 8) + (4 << 10);
 }
 
 bool IsLoopbackAddress(absl::string_view host_port) {
@@ -194,11 +208,8 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
   // A Subscribe request is a few patterns; anything much larger is not
   // one, and is refused before it is buffered.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(
-      server->options_.service.max_patterns *
-              (server->options_.service.max_pattern_bytes + 8) +
-          (4 << 10),
-      4 << 20)));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      MaxSubscribeRequestBytes(server->options_.service)));
   builder.AddListeningPort(server->options_.grpc_address, *credentials,
                            &server->grpc_port_);
   builder.RegisterService(server->service_.get());

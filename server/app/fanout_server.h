@@ -63,6 +63,10 @@ struct FanoutServerOptions {
 // other, half a TLS set-up).
 absl::Status ValidateOptions(const FanoutServerOptions& options);
 
+// The largest Subscribe request the gRPC port accepts: room for
+// max_patterns patterns of max_pattern_bytes each.
+size_t MaxSubscribeRequestBytes(const FanoutServiceOptions& options);
+
 // Returns true if `host_port` ("127.0.0.1:50051", "[::1]:0",
 // "localhost:9000") names a loopback address, reachable from this machine
 // only.

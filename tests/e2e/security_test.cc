@@ -504,6 +504,37 @@ TEST_F(SecurityTest, EventSubscriberSendsItsTokenOverMutualTls) {
   EXPECT_EQ(causes[0].code(), absl::StatusCode::kUnavailable) << causes[0];
 }
 
+TEST_F(SecurityTest, OversizedSubscribeRequestIsRefusedBeforeItIsRead) {
+  FanoutServerOptions options;
+  ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  const size_t limit = MaxSubscribeRequestBytes(options.service);
+  ASSERT_LT(limit, 64u << 10);
+
+  // Within the limit, the service itself names what is wrong.
+  const CallResult long_pattern = Subscribe(
+      PlaintextChannel(), {std::string(1000, 'x')}, {}, 1);
+  EXPECT_EQ(long_pattern.status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Beyond it, gRPC refuses the message before the service sees it.
+  const CallResult huge = Subscribe(
+      PlaintextChannel(), {std::string(limit + 1, 'x')}, {}, 1);
+  EXPECT_EQ(huge.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << huge.status.error_message();
+}
+
+TEST(LoopbackAddressTest, OnlyLoopbackAddressesCount) {
+  // Where an open server (no tokens) listens without a warning.
+  for (const char* address :
+       {"127.0.0.1:50051", "127.1.2.3:0", "localhost:9000", "[::1]:50051"}) {
+    EXPECT_TRUE(IsLoopbackAddress(address)) << address;
+  }
+  for (const char* address :
+       {"0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051", "fanout:50051",
+        "128.0.0.1:1", "localhost.example.com:1", "[::2]:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(address)) << address;
+  }
+}
+
 TEST_F(SecurityTest, BadTokensFileStopsTheStart) {
   FanoutServerOptions options;
   options.access_tokens_file = tokens_file_;
