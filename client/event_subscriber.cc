@@ -182,8 +182,7 @@ EventSubscriber::CallOutcome EventSubscriber::RunCall(
     current_call_ = &context;
   }
   if (!options_.access_token.empty()) {
-    context.AddMetadata("authorization",
-                        "Bearer " + options_.access_token);
+    context.AddMetadata("authorization", "Bearer " + options_.access_token);
   }
 
   std::unique_ptr<grpc::ClientReader<SubscribeResponse>> reader =

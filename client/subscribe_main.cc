@@ -297,8 +297,7 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       MakeChannelCredentials(tls);
   if (!credentials.ok()) {
-    std::cerr << "fanout-subscribe: " << credentials.status().message()
-              << "\n";
+    std::cerr << "fanout-subscribe: " << credentials.status().message() << "\n";
     return EXIT_FAILURE;
   }
   options.credentials = *std::move(credentials);

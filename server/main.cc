@@ -151,9 +151,10 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
     if (!from_file.ok()) return from_file.status();
     *secrets = *std::move(from_file);
     if (fanout::OthersMayAccess(path)) {
-      spdlog::warn("webhook secrets file {} is accessible to other users; "
-                   "run chmod o-rwx {}",
-                   path, path);
+      spdlog::warn(
+          "webhook secrets file {} is accessible to other users; "
+          "run chmod o-rwx {}",
+          path, path);
     }
   }
   if (const char* env = std::getenv("FANOUT_WEBHOOK_SECRETS")) {

@@ -13,8 +13,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -85,8 +85,7 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
       options.converter.max_event_type_bytes == 0) {
     return invalid("max_id_bytes and max_event_type_bytes must be positive");
   }
-  if (absl::Status tls = ValidateGrpcTlsOptions(options.grpc_tls);
-      !tls.ok()) {
+  if (absl::Status tls = ValidateGrpcTlsOptions(options.grpc_tls); !tls.ok()) {
     return tls;
   }
   // gRPC takes "host:port" and wraps ports above 65535 silently.
@@ -110,8 +109,7 @@ size_t MaxSubscribeRequestBytes(const FanoutServiceOptions& options) {
 bool IsLoopbackAddress(absl::string_view host_port) {
   absl::string_view host = host_port.substr(0, host_port.rfind(':'));
   if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
-  return host == "localhost" || host == "::1" ||
-         absl::StartsWith(host, "127.");
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 
 absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
@@ -208,8 +206,8 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
   // A Subscribe request is a few patterns; anything much larger is not
   // one, and is refused before it is buffered.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(
-      MaxSubscribeRequestBytes(server->options_.service)));
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(MaxSubscribeRequestBytes(server->options_.service)));
   builder.AddListeningPort(server->options_.grpc_address, *credentials,
                            &server->grpc_port_);
   builder.RegisterService(server->service_.get());
@@ -241,15 +239,15 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
       std::thread([server = server.get()] { server->TickLoop(); });
 
   server->ready_ = true;
+  const GrpcTlsOptions& tls = server->options_.grpc_tls;
+  const char* security = "in plaintext";
+  if (tls.enabled()) {
+    security = tls.client_ca_file.empty() ? "with TLS" : "with mutual TLS";
+  }
   spdlog::info("listening: HTTP {}:{} (POST {}), gRPC {} (port {}) {}",
                server->options_.http.address, server->http_->port(),
                WebhookHandler::kWebhookPath, server->options_.grpc_address,
-               server->grpc_port_,
-               !server->options_.grpc_tls.enabled()
-                   ? "in plaintext"
-                   : server->options_.grpc_tls.client_ca_file.empty()
-                         ? "with TLS"
-                         : "with mutual TLS");
+               server->grpc_port_, security);
   return server;
 }
 

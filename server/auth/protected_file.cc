@@ -15,11 +15,10 @@ namespace {
 absl::Status OpenError(const std::string& path, const std::string& what,
                        int error) {
   if (error == ENOENT) {
-    return absl::NotFoundError(
-        absl::StrCat(what, ": no file at ", path));
+    return absl::NotFoundError(absl::StrCat(what, ": no file at ", path));
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      what, ": cannot read ", path, ": ", std::strerror(error)));
+  return absl::PermissionDeniedError(
+      absl::StrCat(what, ": cannot read ", path, ": ", std::strerror(error)));
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path,

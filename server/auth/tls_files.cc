@@ -96,9 +96,9 @@ absl::StatusOr<CertificateSummary> ParseCertificates(const std::string& pem,
         absl::StrCat(path, " holds no PEM certificate"));
   }
   if (!clean_end) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " holds a certificate that does not parse: ",
-                     TakeOpenSslError()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        " holds a certificate that does not parse: ", TakeOpenSslError()));
   }
   ERR_clear_error();
   return summary;
@@ -132,10 +132,10 @@ absl::StatusOr<TlsIdentity> ReadTlsIdentity(const std::string& cert_path,
   if (leaf == nullptr ||
       X509_check_private_key(leaf.get(), private_key.get()) != 1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(
-        key_what, ": the key in ", key_path,
-        " does not belong to the certificate in ", cert_path, " (",
-        cert_what, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(key_what, ": the key in ", key_path,
+                     " does not belong to the certificate in ", cert_path, " (",
+                     cert_what, ")"));
   }
   ERR_clear_error();
 

@@ -30,9 +30,9 @@ namespace fanout {
 // Integer fields take JSON integers in range, exactly up to 64 bits, and
 // integral numbers written with a fraction or exponent (85.0, 1e3) of
 // magnitude below 2^53, which a double holds exactly; larger ones may have
-// been rounded on parsing, and are problems. Floating-point fields take any JSON number; bool fields take true/false;
-// string fields take strings; enum fields take the value's name or number;
-// message fields take objects.
+// been rounded on parsing, and are problems. Floating-point fields take any
+// JSON number; bool fields take true/false; string fields take strings; enum
+// fields take the value's name or number; message fields take objects.
 void JsonObjectToMessage(
     const boost::json::object& object, absl::string_view path,
     google::protobuf::Message* message,

@@ -6,8 +6,8 @@
 #include <boost/json/value_stack.hpp>
 #include <charconv>
 #include <cstdint>
-#include <system_error>
 #include <string>
+#include <system_error>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -27,7 +27,8 @@ constexpr size_t kMaxQuotedPathBytes = 200;
 // numbers with a fraction or exponent exactly.
 class StrictHandler {
  public:
-  static constexpr std::size_t max_object_size = boost::json::object::max_size();
+  static constexpr std::size_t max_object_size =
+      boost::json::object::max_size();
   static constexpr std::size_t max_array_size = boost::json::array::max_size();
   static constexpr std::size_t max_key_size = boost::json::string::max_size();
   static constexpr std::size_t max_string_size =
@@ -102,8 +103,7 @@ class StrictHandler {
     number_.append(s.data(), s.size());
     return true;
   }
-  bool on_int64(int64_t i, boost::json::string_view,
-                boost::json::error_code&) {
+  bool on_int64(int64_t i, boost::json::string_view, boost::json::error_code&) {
     number_.clear();
     stack_.push_int64(i);
     return ValueDone();
@@ -215,7 +215,7 @@ absl::StatusOr<boost::json::value> ParseStrictJson(absl::string_view text,
     if (parser.handler().found_duplicate()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "duplicate key ", QuotePath(parser.handler().duplicate_path()),
-                       ": a key may appear only once in an object"));
+          ": a key may appear only once in an object"));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("body is not valid JSON: ", ec.message()));

@@ -94,10 +94,9 @@ absl::StatusOr<std::vector<std::string>> NarrowToGrant(
       }
     }
     if (!any) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("not permitted to read \"", pattern,
-                       "\": the access token grants only ",
-                       absl::StrJoin(granted, ", ")));
+      return absl::PermissionDeniedError(absl::StrCat(
+          "not permitted to read \"", pattern,
+          "\": the access token grants only ", absl::StrJoin(granted, ", ")));
     }
   }
   return narrowed;

@@ -65,9 +65,8 @@ absl::StatusOr<AccessTokens> AccessTokens::Parse(absl::string_view text,
     const absl::string_view name = fields[0];
     if (name.size() > kMaxNameBytes ||
         !std::all_of(name.begin(), name.end(), IsNameCharacter)) {
-      return invalid(absl::StrCat(
-          "a name is 1 to ", kMaxNameBytes,
-          " letters, digits, '_', '-' or '.'"));
+      return invalid(absl::StrCat("a name is 1 to ", kMaxNameBytes,
+                                  " letters, digits, '_', '-' or '.'"));
     }
     for (const Entry& entry : tokens.entries_) {
       if (entry.grant.name == name) {
@@ -97,8 +96,8 @@ absl::StatusOr<AccessTokens> AccessTokens::Parse(absl::string_view text,
     for (const Entry& other : tokens.entries_) {
       if (other.digest == entry.digest) {
         return invalid(absl::StrCat("the token of \"", name,
-                                    "\" is also that of \"",
-                                    other.grant.name, "\""));
+                                    "\" is also that of \"", other.grant.name,
+                                    "\""));
       }
     }
 

@@ -9,8 +9,8 @@
 //
 //   <name> <token> <pattern>[,<pattern>...]
 //
-//   billing    4f1c...e9   ticket.*,appointment.booked
-//   audit      sha256:9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca7   *
+//   billing  4f1c...e9             ticket.*,appointment.booked
+//   audit    sha256:9b71...3ca7    *
 //
 // A name is 1 to 64 letters, digits, '_', '-' or '.', and appears once; it
 // is what logs and errors show. A token is 16 to 512 printable ASCII

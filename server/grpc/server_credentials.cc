@@ -30,9 +30,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   }
   if (!options.enabled()) return grpc::InsecureServerCredentials();
 
-  absl::StatusOr<TlsIdentity> identity =
-      ReadTlsIdentity(options.cert_file, "--grpc_tls_cert", options.key_file,
-                      "--grpc_tls_key");
+  absl::StatusOr<TlsIdentity> identity = ReadTlsIdentity(
+      options.cert_file, "--grpc_tls_cert", options.key_file, "--grpc_tls_key");
   if (!identity.ok()) return identity.status();
   const absl::Time now = absl::Now();
   if (now < identity->summary.not_before || now > identity->summary.not_after) {
@@ -62,8 +61,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
                    : absl::StrCat("; clients must present a certificate "
                                   "signed by a CA in ",
                                   options.client_ca_file));
-  ssl.pem_key_cert_pairs.push_back(
-      {std::move(identity->private_key), std::move(identity->certificate_chain)});
+  ssl.pem_key_cert_pairs.push_back({std::move(identity->private_key),
+                                    std::move(identity->certificate_chain)});
   return grpc::SslServerCredentials(ssl);
 }
 

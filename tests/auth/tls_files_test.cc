@@ -35,8 +35,7 @@ namespace {
   return ::testing::AssertionSuccess();
 }
 
-void WriteFile(const std::string& path, const std::string& text,
-               mode_t mode) {
+void WriteFile(const std::string& path, const std::string& text, mode_t mode) {
   std::ofstream(path) << text;
   ASSERT_EQ(chmod(path.c_str(), mode), 0);
 }
@@ -59,8 +58,8 @@ class TlsFilesTest : public ::testing::Test {
 };
 
 TEST_F(TlsFilesTest, ReadsAMatchingCertificateAndKey) {
-  absl::StatusOr<TlsIdentity> identity = ReadTlsIdentity(
-      certs_.server_cert, "--cert", certs_.server_key, "--key");
+  absl::StatusOr<TlsIdentity> identity =
+      ReadTlsIdentity(certs_.server_cert, "--cert", certs_.server_key, "--key");
 
   ASSERT_TRUE(identity.ok()) << identity.status();
   EXPECT_TRUE(absl::StartsWith(identity->certificate_chain,
@@ -80,8 +79,8 @@ TEST_F(TlsFilesTest, ChainWithItsCaCountsBoth) {
                std::istreambuf_iterator<char>());
   ASSERT_NO_FATAL_FAILURE(WriteFile(Path("chain.pem"), chain, 0644));
 
-  absl::StatusOr<TlsIdentity> identity = ReadTlsIdentity(
-      Path("chain.pem"), "--cert", certs_.server_key, "--key");
+  absl::StatusOr<TlsIdentity> identity =
+      ReadTlsIdentity(Path("chain.pem"), "--cert", certs_.server_key, "--key");
 
   ASSERT_TRUE(identity.ok()) << identity.status();
   EXPECT_EQ(identity->summary.count, 2);
@@ -89,9 +88,9 @@ TEST_F(TlsFilesTest, ChainWithItsCaCountsBoth) {
 }
 
 TEST_F(TlsFilesTest, KeyOfAnotherCertificateIsRefusedNamingBoth) {
-  absl::StatusOr<TlsIdentity> identity = ReadTlsIdentity(
-      certs_.server_cert, "--grpc_tls_cert", certs_.client_key,
-      "--grpc_tls_key");
+  absl::StatusOr<TlsIdentity> identity =
+      ReadTlsIdentity(certs_.server_cert, "--grpc_tls_cert", certs_.client_key,
+                      "--grpc_tls_key");
 
   EXPECT_TRUE(HasCodeAndSays(identity.status(),
                              absl::StatusCode::kInvalidArgument,
@@ -110,8 +109,8 @@ TEST_F(TlsFilesTest, MissingFilesAreNotFoundNamingTheFlag) {
           .status(),
       absl::StatusCode::kNotFound, "--grpc_tls_cert: no file at"));
   EXPECT_TRUE(HasCodeAndSays(
-      ReadTlsIdentity(certs_.server_cert, "--grpc_tls_cert",
-                      Path("nope.key"), "--grpc_tls_key")
+      ReadTlsIdentity(certs_.server_cert, "--grpc_tls_cert", Path("nope.key"),
+                      "--grpc_tls_key")
           .status(),
       absl::StatusCode::kNotFound, "--grpc_tls_key: no file at"));
   EXPECT_TRUE(HasCodeAndSays(
@@ -122,11 +121,11 @@ TEST_F(TlsFilesTest, MissingFilesAreNotFoundNamingTheFlag) {
 TEST_F(TlsFilesTest, KeyReadableByOthersIsRefused) {
   ASSERT_EQ(chmod(certs_.server_key.c_str(), 0604), 0);
 
-  EXPECT_TRUE(HasCodeAndSays(
-      ReadTlsIdentity(certs_.server_cert, "--grpc_tls_cert", certs_.server_key,
-                      "--grpc_tls_key")
-          .status(),
-      absl::StatusCode::kFailedPrecondition, "chmod o-rwx"));
+  EXPECT_TRUE(
+      HasCodeAndSays(ReadTlsIdentity(certs_.server_cert, "--grpc_tls_cert",
+                                     certs_.server_key, "--grpc_tls_key")
+                         .status(),
+                     absl::StatusCode::kFailedPrecondition, "chmod o-rwx"));
 
   // Group access is the administrator's choice.
   ASSERT_EQ(chmod(certs_.server_key.c_str(), 0640), 0);
@@ -140,8 +139,8 @@ TEST_F(TlsFilesTest, FilesWithoutPemAreRefused) {
       WriteFile(Path("garbage.pem"), "not a certificate\n", 0600));
 
   EXPECT_TRUE(HasCodeAndSays(
-      ReadTlsIdentity(Path("garbage.pem"), "--grpc_tls_cert",
-                      certs_.server_key, "--grpc_tls_key")
+      ReadTlsIdentity(Path("garbage.pem"), "--grpc_tls_cert", certs_.server_key,
+                      "--grpc_tls_key")
           .status(),
       absl::StatusCode::kInvalidArgument, "holds no PEM certificate"));
   EXPECT_TRUE(HasCodeAndSays(
@@ -159,12 +158,12 @@ TEST_F(TlsFilesTest, DamagedCertificateAfterAGoodOneIsRefused) {
   std::ifstream leaf(certs_.server_cert);
   const std::string good((std::istreambuf_iterator<char>(leaf)),
                          std::istreambuf_iterator<char>());
-  ASSERT_NO_FATAL_FAILURE(WriteFile(
-      Path("damaged.pem"),
-      absl::StrCat(good,
-                   "-----BEGIN CERTIFICATE-----\nAAAA\n"
-                   "-----END CERTIFICATE-----\n"),
-      0644));
+  ASSERT_NO_FATAL_FAILURE(
+      WriteFile(Path("damaged.pem"),
+                absl::StrCat(good,
+                             "-----BEGIN CERTIFICATE-----\nAAAA\n"
+                             "-----END CERTIFICATE-----\n"),
+                0644));
 
   EXPECT_TRUE(HasCodeAndSays(
       ReadCaCertificates(Path("damaged.pem"), "--grpc_tls_client_ca").status(),

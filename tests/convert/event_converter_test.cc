@@ -847,22 +847,24 @@ TEST_F(EventConverterTest, IntegralDoubleAtOrBeyond2To53IsAProblem) {
 }
 
 TEST_F(EventConverterTest, UntypedIntegerBeyond64BitsIsAProblem) {
-  const std::string body = Delivery(
-      "call.ended",
-      R"({"a": 18446744073709551616, "b": -99999999999999999999,
+  const std::string body =
+      Delivery("call.ended",
+               R"({"a": 18446744073709551616, "b": -99999999999999999999,
           "c": 9007199254740993.0, "d": 1.5, "e": 9007199254740991})");
   ASSERT_NO_FATAL_FAILURE(ConvertBody(body));
 
   ASSERT_EQ(event_.payload_case(), Event::kUntyped);
-  EXPECT_THAT(
-      Problems(event_),
-      ::testing::UnorderedElementsAre(
-          Pair("data.a", "number at or beyond 2^53 may be rounded here; "
-                         "exact in rawBody"),
-          Pair("data.b", "number at or beyond 2^53 may be rounded here; "
-                         "exact in rawBody"),
-          Pair("data.c", "number at or beyond 2^53 may be rounded here; "
-                         "exact in rawBody")));
+  EXPECT_THAT(Problems(event_),
+              ::testing::UnorderedElementsAre(
+                  Pair("data.a",
+                       "number at or beyond 2^53 may be rounded here; "
+                       "exact in rawBody"),
+                  Pair("data.b",
+                       "number at or beyond 2^53 may be rounded here; "
+                       "exact in rawBody"),
+                  Pair("data.c",
+                       "number at or beyond 2^53 may be rounded here; "
+                       "exact in rawBody")));
   EXPECT_EQ(event_.untyped().fields().at("d").number_value(), 1.5);
   EXPECT_EQ(event_.untyped().fields().at("e").number_value(),
             9007199254740991.0);
@@ -878,8 +880,8 @@ TEST_F(EventConverterTest, RepeatedKeyAnywhereRefusesTheDelivery) {
           "data": {}})"),
       "duplicate key \"event\""));
   EXPECT_TRUE(IsInvalidArgumentNaming(
-      converter_.Convert(Delivery("ticket.created",
-                                  R"({"ticketId": 1, "ticketId": 2})")),
+      converter_.Convert(
+          Delivery("ticket.created", R"({"ticketId": 1, "ticketId": 2})")),
       "duplicate key \"data.ticketId\""));
   EXPECT_TRUE(IsInvalidArgumentNaming(
       converter_.Convert(Delivery(
@@ -896,8 +898,8 @@ TEST_F(EventConverterTest, InvalidUtf8IsRefused) {
       converter_.Convert(Delivery("call.ended", "{\"\xff\": 1}")),
       "not valid JSON"));
   EXPECT_TRUE(IsInvalidArgumentNaming(
-      converter_.Convert(Delivery("ticket.created",
-                                  R"({"issue": "\udc00 lone surrogate"})")),
+      converter_.Convert(
+          Delivery("ticket.created", R"({"issue": "\udc00 lone surrogate"})")),
       "not valid JSON"));
 }
 

@@ -244,9 +244,9 @@ TEST_F(JsonMessageTest, StructNumbersBecomeDoublesAndSayWhenRounded) {
   std::vector<std::string> fields;
   for (const auto& problem : problems_) fields.push_back(problem.field());
   std::sort(fields.begin(), fields.end());
-  EXPECT_EQ(fields, (std::vector<std::string>{"data.big[0]", "data.f",
-                                              "data.inf", "data.over64",
-                                              "data.u"}));
+  EXPECT_EQ(fields,
+            (std::vector<std::string>{"data.big[0]", "data.f", "data.inf",
+                                      "data.over64", "data.u"}));
 }
 
 TEST_F(JsonMessageTest, Int64ExtremesSurviveJsonToMessageToJson) {

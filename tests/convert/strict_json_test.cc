@@ -75,13 +75,13 @@ TEST(StrictJsonTest, NumbersWithAFractionAreReadCorrectlyRounded) {
 }
 
 TEST(StrictJsonTest, RepeatedKeyIsRefusedNamingItsPath) {
-  EXPECT_TRUE(IsRefusedWith(R"({"id": "wh_1", "id": "wh_2"})",
-                            "duplicate key \"id\""));
+  EXPECT_TRUE(
+      IsRefusedWith(R"({"id": "wh_1", "id": "wh_2"})", "duplicate key \"id\""));
   EXPECT_TRUE(IsRefusedWith(R"({"data": {"ticketId": 1, "ticketId": 2}})",
                             "duplicate key \"data.ticketId\""));
-  EXPECT_TRUE(
-      IsRefusedWith(R"({"data": {"items": [{"a": 1}, {"b": 1, "c": 2, "b": 3}]}})",
-                    "duplicate key \"data.items[1].b\""));
+  EXPECT_TRUE(IsRefusedWith(
+      R"({"data": {"items": [{"a": 1}, {"b": 1, "c": 2, "b": 3}]}})",
+      "duplicate key \"data.items[1].b\""));
   EXPECT_TRUE(IsRefusedWith(R"([[], [{"x": 1, "x": 1}]])",
                             "duplicate key \"[1][0].x\""));
 }
@@ -139,17 +139,16 @@ TEST(StrictJsonTest, InvalidUtf8IsRefused) {
 
 TEST(StrictJsonTest, NestingDeeperThanTheLimitIsRefused) {
   EXPECT_TRUE(ParseStrictJson("[[[1]]]", 3).ok());
-  EXPECT_TRUE(IsRefusedWith(std::string(kDepth + 1, '[') +
-                                std::string(kDepth + 1, ']'),
-                            "too deep"));
+  EXPECT_TRUE(IsRefusedWith(
+      std::string(kDepth + 1, '[') + std::string(kDepth + 1, ']'), "too deep"));
 }
 
 TEST(StrictJsonTest, NonJsonAndTrailingDataAreRefused) {
   EXPECT_TRUE(IsRefusedWith("", "body is not valid JSON"));
   EXPECT_TRUE(IsRefusedWith(R"({"a": 1} {"a": 2})", "body is not valid JSON"));
   EXPECT_TRUE(IsRefusedWith(R"({"a": 1,})", "body is not valid JSON"));
-  EXPECT_TRUE(IsRefusedWith(R"({"a": 1 /* no comments */})",
-                            "body is not valid JSON"));
+  EXPECT_TRUE(
+      IsRefusedWith(R"({"a": 1 /* no comments */})", "body is not valid JSON"));
   EXPECT_TRUE(IsRefusedWith("{'a': 1}", "body is not valid JSON"));
   // White space after the value is fine.
   EXPECT_TRUE(ParseStrictJson("{\"a\": 1}\r\n\t ", kDepth).ok());

@@ -378,11 +378,10 @@ TEST_F(SecurityTest, StarMeansEverythingTheTokenMayReadLiveAndReplayed) {
   });
   if (!wait_for_subscribers(1)) {
     reader.join();
-    FAIL() << "the live stream did not attach: "
-           << live.status.error_message();
+    FAIL() << "the live stream did not attach: " << live.status.error_message();
   }
-  for (const char* type : {"call.completed", "appointment.booked",
-                           "ticket.resolved"}) {
+  for (const char* type :
+       {"call.completed", "appointment.booked", "ticket.resolved"}) {
     absl::StatusOr<std::string> body = testing::ReadExample(type);
     ASSERT_TRUE(body.ok());
     std::string again = *body;
@@ -419,17 +418,17 @@ TEST_F(SecurityTest, PatternOutsideTheGrantIsPermissionDenied) {
   ASSERT_NO_FATAL_FAILURE(StartServer(options));
   ASSERT_NO_FATAL_FAILURE(PostExamples());
 
-  const CallResult denied = Subscribe(
-      PlaintextChannel(), {"ticket.*", "call.completed"},
-      {Bearer(kTicketsToken)}, 1);
+  const CallResult denied =
+      Subscribe(PlaintextChannel(), {"ticket.*", "call.completed"},
+                {Bearer(kTicketsToken)}, 1);
   EXPECT_TRUE(denied.events.empty());
   EXPECT_EQ(denied.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(denied.status.error_message(), HasSubstr("\"call.completed\""));
 
   // A token granted everything (kept as its digest) reads it.
-  const CallResult allowed = Subscribe(
-      PlaintextChannel(), {"call.completed"},
-      {absl::StrCat("bearer ", kEverythingToken)}, 1);
+  const CallResult allowed =
+      Subscribe(PlaintextChannel(), {"call.completed"},
+                {absl::StrCat("bearer ", kEverythingToken)}, 1);
   EXPECT_THAT(TypesOf(allowed.events), ElementsAre("call.completed"));
 
   EXPECT_THAT(server_->RenderMetrics(),
@@ -466,9 +465,9 @@ TEST_F(SecurityTest, EventSubscriberSendsItsTokenOverMutualTls) {
     return absl::OkStatus();
   });
   EXPECT_TRUE(run.ok()) << run;
-  EXPECT_THAT(types, ElementsAre("test.ping", "ticket.created",
-                                 "ticket.note_added", "ticket.resolved",
-                                 "ticket.status_changed"));
+  EXPECT_THAT(types,
+              ElementsAre("test.ping", "ticket.created", "ticket.note_added",
+                          "ticket.resolved", "ticket.status_changed"));
 
   // A wrong token ends Run at once rather than retrying.
   subscriber_options.access_token = "wrong-token-1234567890";
@@ -511,13 +510,13 @@ TEST_F(SecurityTest, OversizedSubscribeRequestIsRefusedBeforeItIsRead) {
   ASSERT_LT(limit, 64u << 10);
 
   // Within the limit, the service itself names what is wrong.
-  const CallResult long_pattern = Subscribe(
-      PlaintextChannel(), {std::string(1000, 'x')}, {}, 1);
+  const CallResult long_pattern =
+      Subscribe(PlaintextChannel(), {std::string(1000, 'x')}, {}, 1);
   EXPECT_EQ(long_pattern.status.error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   // Beyond it, gRPC refuses the message before the service sees it.
-  const CallResult huge = Subscribe(
-      PlaintextChannel(), {std::string(limit + 1, 'x')}, {}, 1);
+  const CallResult huge =
+      Subscribe(PlaintextChannel(), {std::string(limit + 1, 'x')}, {}, 1);
   EXPECT_EQ(huge.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << huge.status.error_message();
 }

@@ -177,12 +177,24 @@ TEST(IntersectPatternsTest, GivesThePatternOfTheCommonTypes) {
 }
 
 TEST(IntersectPatternsTest, MatchesWhatBothMatchAndNothingElse) {
-  const std::vector<std::string> patterns = {
-      "*", "ticket.*", "call.*", "ticket.created", "ticket.resolved",
-      "call.completed", "ticket", "a.*", "a.b.c"};
-  const std::vector<std::string> types = {
-      "ticket.created", "ticket.resolved", "ticket", "call.completed",
-      "call.x.y", "a.b.c", "a.b", "tickets.created", "x"};
+  const std::vector<std::string> patterns = {"*",
+                                             "ticket.*",
+                                             "call.*",
+                                             "ticket.created",
+                                             "ticket.resolved",
+                                             "call.completed",
+                                             "ticket",
+                                             "a.*",
+                                             "a.b.c"};
+  const std::vector<std::string> types = {"ticket.created",
+                                          "ticket.resolved",
+                                          "ticket",
+                                          "call.completed",
+                                          "call.x.y",
+                                          "a.b.c",
+                                          "a.b",
+                                          "tickets.created",
+                                          "x"};
   for (const std::string& a : patterns) {
     for (const std::string& b : patterns) {
       const SubscriptionFilter filter_a = *SubscriptionFilter::Create({a});
@@ -226,10 +238,9 @@ TEST(NarrowToGrantTest, PatternOutsideTheGrantIsPermissionDenied) {
   EXPECT_THAT(narrowed.status().message(), HasSubstr("\"call.*\""));
   EXPECT_THAT(narrowed.status().message(),
               HasSubstr("ticket.*, appointment.booked"));
-  EXPECT_EQ(NarrowToGrant({"ticket.created"}, {"ticket.resolved"})
-                .status()
-                .code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      NarrowToGrant({"ticket.created"}, {"ticket.resolved"}).status().code(),
+      absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace

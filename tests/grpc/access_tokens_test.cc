@@ -38,23 +38,22 @@ constexpr char kAuditToken[] = "audit-token-abcdefghijkl";
 }
 
 TEST(AccessTokensTest, ParsesNamesTokensAndPatterns) {
-  absl::StatusOr<AccessTokens> tokens = AccessTokens::Parse(
-      absl::StrCat("# name token patterns\n"
-                   "\n"
-                   "billing  ",
-                   kBillingToken,
-                   "\tticket.*,appointment.booked\n"
-                   "  audit ",
-                   kAuditToken, " *  \n"),
-      "tokens.conf");
+  absl::StatusOr<AccessTokens> tokens =
+      AccessTokens::Parse(absl::StrCat("# name token patterns\n"
+                                       "\n"
+                                       "billing  ",
+                                       kBillingToken,
+                                       "\tticket.*,appointment.booked\n"
+                                       "  audit ",
+                                       kAuditToken, " *  \n"),
+                          "tokens.conf");
 
   ASSERT_TRUE(tokens.ok()) << tokens.status();
   EXPECT_EQ(tokens->size(), 2u);
   const AccessGrant* billing = tokens->Find(kBillingToken);
   ASSERT_NE(billing, nullptr);
   EXPECT_EQ(billing->name, "billing");
-  EXPECT_THAT(billing->patterns,
-              ElementsAre("ticket.*", "appointment.booked"));
+  EXPECT_THAT(billing->patterns, ElementsAre("ticket.*", "appointment.booked"));
   const AccessGrant* audit = tokens->Find(kAuditToken);
   ASSERT_NE(audit, nullptr);
   EXPECT_EQ(audit->name, "audit");
@@ -139,8 +138,8 @@ TEST(AccessTokensTest, FileMustNotBeAccessibleToOthers) {
   absl::StatusOr<AccessTokens> tokens = AccessTokens::ReadFile(path);
   EXPECT_EQ(tokens.status().code(), absl::StatusCode::kFailedPrecondition)
       << tokens.status();
-  EXPECT_TRUE(absl::StrContains(tokens.status().message(),
-                                "--access_tokens_file"));
+  EXPECT_TRUE(
+      absl::StrContains(tokens.status().message(), "--access_tokens_file"));
 
   ASSERT_EQ(chmod(path.c_str(), 0600), 0);
   tokens = AccessTokens::ReadFile(path);

@@ -5,6 +5,7 @@
 
 #include "server/http/http_server.h"
 
+#include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -13,7 +14,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -500,11 +500,11 @@ TEST_F(HttpServerTest, ConflictingContentLengthsAreBadRequest) {
   const std::string body = Ping("wh_two-lengths-1");
   RawConnection connection;
   ASSERT_NO_FATAL_FAILURE(Connect(*server_, &connection));
-  ASSERT_TRUE(Succeeded(connection.Write(absl::StrCat(
-      "POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Content-Type: application/json\r\nContent-Length: ",
-      body.size(), "\r\nContent-Length: ", body.size() - 1, "\r\n\r\n",
-      body))));
+  ASSERT_TRUE(Succeeded(connection.Write(
+      absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Content-Type: application/json\r\nContent-Length: ",
+                   body.size(), "\r\nContent-Length: ", body.size() - 1,
+                   "\r\n\r\n", body))));
 
   HttpClientResponse response;
   ASSERT_TRUE(Succeeded(connection.Read(&response)));
@@ -680,7 +680,8 @@ TEST_F(HttpServerTest, DrippingClientsAreCutOffWhileOthersAreServedPromptly) {
   std::thread header_dripper([&] {
     RawConnection connection;
     if (!Succeeded(connection.Connect(server->port()))) return;
-    header_closed_after = Drip(&connection, request.substr(0, header_end), kPause);
+    header_closed_after =
+        Drip(&connection, request.substr(0, header_end), kPause);
   });
   std::thread body_dripper([&] {
     RawConnection connection;

@@ -41,8 +41,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -323,7 +323,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
 // A small delivery of `type`, an event type the service models.
 std::string DeliveryBody(const std::string& id,
                          const std::string& type = "test.ping") {
-  return absl::StrCat(R"({"id":")", id, R"(","event":")", type, R"(",)"
+  return absl::StrCat(R"({"id":")", id, R"(","event":")", type,
+                      R"(",)"
                       R"("timestamp":"2026-03-01T19:00:00.000Z",)"
                       R"("data":{"message":"process test"}})");
 }
@@ -512,8 +513,8 @@ class SubscribeProcess {
     std::vector<std::string> lines;
     WaitFor(
         [&] {
-          std::vector<std::string> split = absl::StrSplit(
-              ReadWholeFile(out_path_), '\n', absl::SkipEmpty());
+          std::vector<std::string> split =
+              absl::StrSplit(ReadWholeFile(out_path_), '\n', absl::SkipEmpty());
           lines = std::move(split);
           return lines.size() >= count;
         },
@@ -527,9 +528,9 @@ class SubscribeProcess {
   int WaitForExit(bool terminate) {
     if (terminate) kill(pid_, SIGTERM);
     int status = 0;
-    const bool exited = WaitFor(
-        [&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
-        absl::Seconds(20));
+    const bool exited =
+        WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
+                absl::Seconds(20));
     if (!exited) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
@@ -1161,11 +1162,11 @@ TEST_F(ServerProcessTest, SubscribeBinaryOverMutualTlsSeesOnlyItsGrant) {
   ASSERT_NO_FATAL_FAILURE(
       WriteSecretFile(wrong_token_file, "not-the-token-4d2a9c7e1b\n"));
 
-  auto server = StartServer(
-      {absl::StrCat("--grpc_tls_cert=", certs->server_cert),
-       absl::StrCat("--grpc_tls_key=", certs->server_key),
-       absl::StrCat("--grpc_tls_client_ca=", certs->ca),
-       absl::StrCat("--access_tokens_file=", tokens_file)});
+  auto server =
+      StartServer({absl::StrCat("--grpc_tls_cert=", certs->server_cert),
+                   absl::StrCat("--grpc_tls_key=", certs->server_key),
+                   absl::StrCat("--grpc_tls_client_ca=", certs->ca),
+                   absl::StrCat("--access_tokens_file=", tokens_file)});
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_TRUE(absl::StrContains((*server)->Log(), "with mutual TLS"));
   EXPECT_FALSE(absl::StrContains((*server)->Log(), token));
@@ -1254,8 +1255,7 @@ TEST_F(ServerProcessTest, MismatchedTlsKeyStopsTheServerNamingTheFile) {
   EXPECT_TRUE(absl::StrContains(server.status().message(), "cannot start"))
       << server.status();
   EXPECT_TRUE(absl::StrContains(server.status().message(), "--grpc_tls_key"));
-  EXPECT_TRUE(
-      absl::StrContains(server.status().message(), certs->client_key));
+  EXPECT_TRUE(absl::StrContains(server.status().message(), certs->client_key));
 }
 
 }  // namespace

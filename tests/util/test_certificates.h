@@ -23,7 +23,7 @@ struct TestCertificates {
   std::string server_key;
   std::string client_cert;  // CN=test-subscriber, for client auth.
   std::string client_key;
-  std::string other_ca;  // A CA unrelated to the first.
+  std::string other_ca;           // A CA unrelated to the first.
   std::string other_client_cert;  // Signed by other_ca.
   std::string other_client_key;
 };
