@@ -204,6 +204,10 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  // TODO: gRPC connections and streams are not capped; a client that gets
+  // through TLS and holds a token can open any number of streams.
+  // GRPC_ARG_MAX_CONCURRENT_STREAMS and a per-token stream limit would
+  // bound that.
   // A Subscribe request is a few patterns; anything much larger is not
   // one, and is refused before it is buffered.
   builder.SetMaxReceiveMessageSize(

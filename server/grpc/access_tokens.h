@@ -18,6 +18,9 @@
 // SHA-256 of the token, so that the file need not hold the token itself.
 // Patterns are those of subscription_filter.h. Only SHA-256 digests of the
 // tokens are kept in memory, and tokens are never logged.
+//
+// TODO: the file is read at start-up only, so adding or revoking a token
+// needs a restart; reloading it on SIGHUP would not.
 
 #ifndef FANOUT_SERVER_GRPC_ACCESS_TOKENS_H_
 #define FANOUT_SERVER_GRPC_ACCESS_TOKENS_H_
