@@ -43,6 +43,12 @@ absl::Status CheckOptions(const EventSubscriberOptions& options) {
     return absl::InvalidArgumentError(
         "EventSubscriber: jitter must lie in [0, 1]");
   }
+  if (!std::all_of(options.access_token.begin(), options.access_token.end(),
+                   [](char c) { return c > ' ' && c < 0x7f; })) {
+    return absl::InvalidArgumentError(
+        "EventSubscriber: access_token must be printable ASCII without "
+        "spaces");
+  }
   if (options.max_receive_message_bytes <= 0) {
     return absl::InvalidArgumentError(
         "EventSubscriber: max_receive_message_bytes must be positive");
@@ -106,6 +112,9 @@ absl::Status EventSubscriber::Run(const EventCallback& on_event) {
     // this rate (see FanoutServer).
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    if (!options_.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(options_.tls_server_name);
+    }
     std::shared_ptr<grpc::ChannelCredentials> credentials =
         options_.credentials != nullptr ? options_.credentials
                                         : grpc::InsecureChannelCredentials();
@@ -171,6 +180,9 @@ EventSubscriber::CallOutcome EventSubscriber::RunCall(
     // Registered before the call starts: a TryCancel() that comes first is
     // remembered by the context and applied when the call starts.
     current_call_ = &context;
+  }
+  if (!options_.access_token.empty()) {
+    context.AddMetadata("authorization", "Bearer " + options_.access_token);
   }
 
   std::unique_ptr<grpc::ClientReader<SubscribeResponse>> reader =

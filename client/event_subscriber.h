@@ -63,8 +63,21 @@ struct EventSubscriberOptions {
   staffify::fanout::v1::StartPosition start;
 
   // Credentials for the channel. Null means plaintext
-  // (grpc::InsecureChannelCredentials()).
+  // (grpc::InsecureChannelCredentials()). For TLS and mutual TLS from PEM
+  // files, see MakeChannelCredentials in client/channel_credentials.h.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+
+  // With TLS: the name the server's certificate must carry, when it is not
+  // the host part of `target` (e.g. a certificate for "fanout.internal"
+  // reached at 10.0.0.5:50051). Empty: the host part of `target`.
+  std::string tls_server_name;
+
+  // Sent with every call as "authorization: Bearer <access_token>" when
+  // not empty, for servers with --access_tokens_file. REQUIRES: printable
+  // ASCII without spaces. The server refuses a missing or unknown token
+  // with UNAUTHENTICATED, and types outside the token's grant with
+  // PERMISSION_DENIED; Run returns either at once.
+  std::string access_token;
 
   // Reconnection backoff. The first wait after a broken stream is
   // initial_backoff; each further attempt that fails without receiving

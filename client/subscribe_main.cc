@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "client/channel_credentials.h"
 #include "client/event_subscriber.h"
 #include "server/convert/event_json.h"
 #include "server/flags/program_flags.h"
@@ -35,6 +36,22 @@
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "host:port of the fanout-server gRPC endpoint.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM certificate of the CA that signed the server's certificate; "
+          "connects with TLS. Without it, the connection is plaintext.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate chain, for a server that requires mutual "
+          "TLS (needs --tls_key_file and --tls_ca_file).");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls_cert_file (not accessible to other "
+          "users).");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate must carry, when it is not the "
+          "host of --target.");
+ABSL_FLAG(std::string, token_file, "",
+          "File whose first line is the access token to send (the file must "
+          "not be accessible to other users). Without it, the token is taken "
+          "from the environment variable FANOUT_TOKEN, if set.");
 ABSL_FLAG(bool, raw_body, false,
           "Also print each delivery's original body as \"rawBody\".");
 ABSL_FLAG(int, max_message_bytes, 64 << 20,
@@ -71,6 +88,12 @@ constexpr char kUsage[] =
     "  --from_start       every event the server still holds\n"
     "  --resume_file=PATH resume after the sequence kept in PATH, when PATH\n"
     "                     exists; it overrides the three above\n"
+    "\n"
+    "Security (for a server with TLS or access tokens):\n"
+    "  --tls_ca_file=PEM  the CA that signed the server's certificate\n"
+    "  --tls_cert_file=PEM --tls_key_file=PEM  a client certificate, for\n"
+    "                     mutual TLS\n"
+    "  --token_file=PATH  the access token (else $FANOUT_TOKEN)\n"
     "\n"
     "Flag names are spelled with underscores: --from_start and\n"
     "--resume_file; --from-start and --resume-file are not accepted.\n"
@@ -276,6 +299,25 @@ int Main(int argc, char** argv) {
 
   EventSubscriberOptions options;
   options.target = absl::GetFlag(FLAGS_target);
+  ClientTlsOptions tls;
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(tls);
+  if (!credentials.ok()) {
+    std::cerr << "fanout-subscribe: " << credentials.status().message() << "\n";
+    return EXIT_FAILURE;
+  }
+  options.credentials = *std::move(credentials);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<std::string> token =
+      ReadAccessToken(absl::GetFlag(FLAGS_token_file), "FANOUT_TOKEN");
+  if (!token.ok()) {
+    std::cerr << "fanout-subscribe: " << token.status().message() << "\n";
+    return EXIT_FAILURE;
+  }
+  options.access_token = *std::move(token);
   options.event_types = flags->args;
   options.start = *start;
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

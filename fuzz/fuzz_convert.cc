@@ -18,6 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/convert/event_converter.h"
@@ -147,8 +148,13 @@ void CheckJsonRoundTrip(const Event& event, const EventConverter& converter) {
         "the rebuilt delivery keeps id and event type");
   Check(MessageDifferencer::Equals(again->timestamp(), event.timestamp()),
         "the printed timestamp reads back as the same instant");
-  Check(again->conversion_problems_size() == 0,
-        "printed data converts without problems");
+  // The one exception: a Struct number of magnitude 2^53 or more prints
+  // as a double, and reading a double that large back is noted as possibly
+  // rounded.
+  for (const auto& problem : again->conversion_problems()) {
+    Check(absl::StartsWith(problem.reason(), "number at or beyond 2^53"),
+          "printed data converts without problems");
+  }
 
   Check(Payload(*again) != nullptr, "the rebuilt delivery has a payload");
 

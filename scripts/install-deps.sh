@@ -21,6 +21,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost1.81-dev libboost-json1.81-dev libssl-dev
   libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev
+  openssl
   clang libclang-rt-14-dev
   python3-grpcio python3-protobuf
   bazel-bootstrap

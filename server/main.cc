@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "server/app/fanout_server.h"
+#include "server/auth/protected_file.h"
 #include "server/auth/signature_verifier.h"
 #include "server/flags/program_flags.h"
 #include "spdlog/spdlog.h"
@@ -25,6 +26,22 @@ ABSL_FLAG(uint16_t, http_port, 8080,
           "Port of the HTTP ingest endpoint (0 picks a free one).");
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
           "host:port the gRPC Subscribe service listens on.");
+ABSL_FLAG(std::string, grpc_tls_cert, "",
+          "PEM certificate chain (leaf first) to serve gRPC over TLS with; "
+          "needs --grpc_tls_key. Without both, gRPC is plaintext.");
+ABSL_FLAG(std::string, grpc_tls_key, "",
+          "PEM private key of --grpc_tls_cert (unencrypted; the file must not "
+          "be accessible to other users).");
+ABSL_FLAG(std::string, grpc_tls_client_ca, "",
+          "PEM CA certificates: with it, gRPC requires mutual TLS, and "
+          "refuses clients without a certificate signed by one of them.");
+ABSL_FLAG(std::string, access_tokens_file, "",
+          "File of subscriber access tokens, one per line: <name> <token> "
+          "<pattern>[,<pattern>...] (see docs/security.md). With it, every "
+          "Subscribe call needs \"authorization: Bearer <token>\" metadata "
+          "and sees only the event types granted. Without it, every "
+          "subscriber reads every event. The file must not be accessible to "
+          "other users.");
 ABSL_FLAG(int, http_threads, 2, "Threads serving HTTP connections.");
 ABSL_FLAG(absl::Duration, grpc_keepalive_time, absl::Seconds(60),
           "The server pings a gRPC connection after this long without "
@@ -55,8 +72,16 @@ ABSL_FLAG(uint64_t, max_body_bytes, 1 << 20,
           "Largest delivery body accepted; larger ones get 413.");
 ABSL_FLAG(uint64_t, max_header_bytes, 16 << 10,
           "Largest HTTP request line plus headers accepted; larger get 431.");
-ABSL_FLAG(absl::Duration, http_request_timeout, absl::Seconds(30),
-          "Time allowed to receive one whole request or send one response.");
+ABSL_FLAG(absl::Duration, http_header_timeout, absl::Seconds(10),
+          "Time allowed to receive a request's line and headers, from its "
+          "first byte (from the accept, for a connection's first request). "
+          "The connection is closed when it runs out.");
+ABSL_FLAG(absl::Duration, http_body_timeout, absl::Seconds(30),
+          "Time allowed to receive a request's body, from the end of its "
+          "headers, however slowly it trickles in. The connection is closed "
+          "when it runs out.");
+ABSL_FLAG(absl::Duration, http_write_timeout, absl::Seconds(30),
+          "Time allowed to send one response.");
 ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(60),
           "Time an idle keep-alive HTTP connection stays open.");
 ABSL_FLAG(uint64_t, http_max_connections, 1024,
@@ -101,6 +126,16 @@ ABSL_FLAG(uint64_t, replay_batch_bytes, 4 << 20,
           "behind (at least one event is read).");
 ABSL_FLAG(uint64_t, max_subscribe_patterns, 64,
           "Most event type patterns in one Subscribe request.");
+ABSL_FLAG(uint64_t, max_pattern_bytes, 256,
+          "Longest event type pattern accepted in a Subscribe request, in "
+          "bytes. With --max_subscribe_patterns it also sets the largest "
+          "Subscribe request gRPC accepts.");
+ABSL_FLAG(uint64_t, max_conversion_problems, 64,
+          "Most conversion problems listed on one event; the rest are "
+          "counted in one last entry.");
+ABSL_FLAG(uint64_t, max_problem_path_bytes, 256,
+          "Longest field path of a conversion problem, in bytes; longer "
+          "ones are cut.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM, time deliveries in flight get to be committed and "
           "answered, and then time open gRPC streams get to end; stopping "
@@ -157,6 +192,12 @@ absl::Status LoadSecrets(std::vector<std::string>* secrets) {
     }
     if (!from_file.ok()) return from_file.status();
     *secrets = *std::move(from_file);
+    if (fanout::OthersMayAccess(path)) {
+      spdlog::warn(
+          "webhook secrets file {} is accessible to other users; "
+          "run chmod o-rwx {}",
+          path, path);
+    }
   }
   if (const char* env = std::getenv("FANOUT_WEBHOOK_SECRETS")) {
     for (std::string& secret : fanout::ParseSecretsList(env)) {
@@ -218,7 +259,9 @@ int main(int argc, char** argv) {
   options.http.port = absl::GetFlag(FLAGS_http_port);
   options.http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
   options.http.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
-  options.http.request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+  options.http.header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
+  options.http.body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
+  options.http.write_timeout = absl::GetFlag(FLAGS_http_write_timeout);
   options.http.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
   options.http.max_connections = absl::GetFlag(FLAGS_http_max_connections);
   options.http_threads = absl::GetFlag(FLAGS_http_threads);
@@ -237,6 +280,10 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_grpc_max_connection_age);
   grpc_connections.max_connection_age_grace =
       absl::GetFlag(FLAGS_grpc_max_connection_age_grace);
+  options.grpc_tls.cert_file = absl::GetFlag(FLAGS_grpc_tls_cert);
+  options.grpc_tls.key_file = absl::GetFlag(FLAGS_grpc_tls_key);
+  options.grpc_tls.client_ca_file = absl::GetFlag(FLAGS_grpc_tls_client_ca);
+  options.access_tokens_file = absl::GetFlag(FLAGS_access_tokens_file);
   options.converter.max_json_depth = absl::GetFlag(FLAGS_max_json_depth);
   options.converter.max_id_bytes = absl::GetFlag(FLAGS_max_id_bytes);
   options.converter.max_event_type_bytes =
@@ -266,6 +313,11 @@ int main(int argc, char** argv) {
   options.service.replay_batch =
       std::max<uint64_t>(1, absl::GetFlag(FLAGS_replay_batch));
   options.service.max_patterns = absl::GetFlag(FLAGS_max_subscribe_patterns);
+  options.service.max_pattern_bytes = absl::GetFlag(FLAGS_max_pattern_bytes);
+  options.converter.max_conversion_problems =
+      absl::GetFlag(FLAGS_max_conversion_problems);
+  options.converter.max_problem_path_bytes =
+      absl::GetFlag(FLAGS_max_problem_path_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
 
   // Block the stop signals before any thread starts, so that only the

@@ -16,6 +16,7 @@
 
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 const { parseArgs } = require('util');
 
@@ -37,6 +38,7 @@ const BACKOFF_MULTIPLIER = 2;
 const JITTER = 0.2;
 
 const MAX_MESSAGE_BYTES = 64 << 20;
+const TOKEN_ENV = 'FANOUT_TOKEN';
 
 // Stream ends worth subscribing again after; any other code ends the run.
 // IsRetryableStreamEnd in client/event_subscriber.h, plus CANCELLED: a
@@ -56,7 +58,10 @@ const RETRYABLE_CODES = new Set([
 const USAGE = `\
 Usage: fanout_subscribe.js [--target HOST:PORT]
                            [--after SEQ | --since TIME | --from-start]
-                           [--raw-body] [PATTERN...]
+                           [--raw-body] [--tls-ca-file PEM
+                           [--tls-cert-file PEM --tls-key-file PEM]]
+                           [--tls-server-name NAME] [--token-file PATH]
+                           [PATTERN...]
 Prints every matching staffify-fanout event as one JSON line.
 
   --target HOST:PORT  the fanout-server gRPC endpoint (default 127.0.0.1:50051)
@@ -65,13 +70,23 @@ Prints every matching staffify-fanout event as one JSON line.
                       (RFC 3339, e.g. 2026-03-01T14:00:00Z)
   --from-start        start with the oldest event the server holds
   --raw-body          also print each delivery's original body as "rawBody"
+  --tls-ca-file PEM   the CA certificate that signed the server's; connects
+                      with TLS
+  --tls-cert-file PEM --tls-key-file PEM
+                      a client certificate and its key, for mutual TLS
+  --tls-server-name NAME
+                      the name the server's certificate must carry, when it
+                      is not the host of --target
+  --token-file PATH   file whose first line is the access token (default:
+                      $FANOUT_TOKEN, if set)
 
 A pattern is an event type (ticket.created), a domain (ticket.*) or *
 (every type, also what no pattern means). By default only events accepted
 after the subscription starts are printed.
 
 A broken stream is resumed after the last sequence seen. A stream the server
-refuses (a bad pattern, a start position it no longer holds) ends the run
+refuses (a bad pattern, a start position it no longer holds, a missing or
+unknown access token, a pattern outside the token's grant) ends the run
 with exit status 1; Ctrl-C or SIGTERM, with 0.`;
 
 // ------------------------------------------------------------------- JSON
@@ -294,7 +309,10 @@ function describeStart(start) {
 // last sequence seen when the stream breaks. `onExit` is called once, with
 // the process exit status, when the subscriber is done.
 class Subscriber {
-  constructor({ target, patterns, start, includeRawBody, onExit }) {
+  constructor({
+    target, patterns, start, includeRawBody, credentials, serverName, token,
+    onExit,
+  }) {
     this.patterns = patterns;
     this.start = start;
     this.includeRawBody = includeRawBody;
@@ -335,14 +353,22 @@ class Subscriber {
     // The channel's own reconnection schedule is kept within ours, so that
     // it does not hold a reconnection back far beyond MAX_BACKOFF_MS;
     // keepalive pings find a connection that died without a word.
-    this.client = new Fanout(target, grpc.credentials.createInsecure(), {
+    const channelOptions = {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.initial_reconnect_backoff_ms': INITIAL_BACKOFF_MS,
       'grpc.min_reconnect_backoff_ms': INITIAL_BACKOFF_MS,
       'grpc.max_reconnect_backoff_ms': MAX_BACKOFF_MS,
       'grpc.keepalive_time_ms': 30000,
       'grpc.keepalive_timeout_ms': 10000,
-    });
+    };
+    if (serverName) {
+      channelOptions['grpc.ssl_target_name_override'] = serverName;
+    }
+    this.client = new Fanout(
+      target, credentials || grpc.credentials.createInsecure(),
+      channelOptions);
+    this.metadata = new grpc.Metadata();
+    if (token) this.metadata.add('authorization', `Bearer ${token}`);
   }
 
   nextRequest() {
@@ -364,7 +390,7 @@ class Subscriber {
   // Starts one Subscribe call.
   subscribe() {
     if (this.stopped) return;
-    const call = this.client.Subscribe(this.nextRequest());
+    const call = this.client.Subscribe(this.nextRequest(), this.metadata);
     this.call = call;
     let received = false;
     let status = null;
@@ -477,6 +503,16 @@ function parseCommandLine(argv) {
         from_start: { type: 'boolean', default: false },
         'raw-body': { type: 'boolean', default: false },
         raw_body: { type: 'boolean', default: false },
+        'tls-ca-file': { type: 'string' },
+        tls_ca_file: { type: 'string' },
+        'tls-cert-file': { type: 'string' },
+        tls_cert_file: { type: 'string' },
+        'tls-key-file': { type: 'string' },
+        tls_key_file: { type: 'string' },
+        'tls-server-name': { type: 'string' },
+        tls_server_name: { type: 'string' },
+        'token-file': { type: 'string' },
+        token_file: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -517,6 +553,61 @@ function parseCommandLine(argv) {
     patterns: positionals,
     start,
     includeRawBody: values['raw-body'] || values.raw_body,
+    ...parseSecurity(values),
+  };
+}
+
+// The bytes of `file`; one holding a secret must not be accessible to
+// other users, as fanout-subscribe requires too.
+function readFile(file, what, secret = false) {
+  try {
+    if (secret && (fs.statSync(file).mode & 0o007) !== 0) {
+      usageError(`${what} ${file} holds a secret but other users may ` +
+                 `access it; run chmod o-rwx ${file}`);
+    }
+    return fs.readFileSync(file);
+  } catch (error) {
+    usageError(`${what}: cannot read ${file}: ${error.message}`);
+  }
+  return null;
+}
+
+// The channel credentials and access token that the TLS and token flags
+// (and $FANOUT_TOKEN) ask for.
+function parseSecurity(values) {
+  const ca = values['tls-ca-file'] || values.tls_ca_file;
+  const cert = values['tls-cert-file'] || values.tls_cert_file;
+  const key = values['tls-key-file'] || values.tls_key_file;
+  const tokenFile = values['token-file'] || values.token_file;
+  if (Boolean(cert) !== Boolean(key)) {
+    usageError('--tls-cert-file and --tls-key-file go together');
+  }
+  if (cert && !ca) usageError('a client certificate needs --tls-ca-file');
+  let credentials = null;
+  if (ca) {
+    credentials = grpc.credentials.createSsl(
+      readFile(ca, '--tls-ca-file'),
+      key ? readFile(key, '--tls-key-file', true) : null,
+      cert ? readFile(cert, '--tls-cert-file') : null);
+  }
+  let token;
+  let source;
+  if (tokenFile) {
+    token = (readFile(tokenFile, '--token-file', true).toString('utf8')
+      .split('\n')[0] || '').trim();
+    source = tokenFile;
+  } else {
+    token = (process.env[TOKEN_ENV] || '').trim();
+    source = TOKEN_ENV;
+  }
+  if ((tokenFile || token) && !/^[\x21-\x7e]+$/.test(token)) {
+    usageError(`the access token in ${source} must be printable ASCII ` +
+               'without spaces, on the first line');
+  }
+  return {
+    credentials,
+    serverName: values['tls-server-name'] || values.tls_server_name,
+    token: token || null,
   };
 }
 

@@ -25,6 +25,7 @@ import sys
 import threading
 
 STUBS_ENV = "FANOUT_PYTHON_STUBS"
+TOKEN_ENV = "FANOUT_TOKEN"
 DEFAULT_STUBS_DIR = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "build",
     "client", "python")
@@ -46,8 +47,13 @@ A pattern is an event type (ticket.created), a domain (ticket.*) or *
 after the subscription starts are printed.
 
 A broken stream is resumed after the last sequence seen. A stream the server
-refuses (a bad pattern, a start position it no longer holds) ends the run
+refuses (a bad pattern, a start position it no longer holds, a missing or
+unknown access token, a pattern outside the token's grant) ends the run
 with exit status 1; Ctrl-C or SIGTERM, with 0.
+
+For a server with TLS, give --tls-ca-file (and for mutual TLS
+--tls-cert-file and --tls-key-file); for one with access tokens,
+--token-file or the environment variable FANOUT_TOKEN.
 
 Stubs are read from $FANOUT_PYTHON_STUBS, or else from build/client/python
 (made by the build, or by client/python/generate.sh DIR)."""
@@ -261,7 +267,8 @@ class Subscriber:
     the last sequence seen when the stream breaks. Runs on the main thread;
     stop() is meant for signal handlers, which Python runs there too."""
 
-    def __init__(self, target, patterns, start, include_raw_body):
+    def __init__(self, target, patterns, start, include_raw_body,
+                 credentials=None, server_name=None, token=None):
         self._patterns = list(patterns)
         self._start = start
         self._include_raw_body = include_raw_body
@@ -274,14 +281,23 @@ class Subscriber:
         # The channel's own reconnection schedule is kept within ours, so
         # that it does not hold a reconnection back far beyond MAX_BACKOFF_S;
         # keepalive pings find a connection that died without a word.
-        self._channel = grpc.insecure_channel(target, options=[
+        options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.initial_reconnect_backoff_ms", int(INITIAL_BACKOFF_S * 1e3)),
             ("grpc.min_reconnect_backoff_ms", int(INITIAL_BACKOFF_S * 1e3)),
             ("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF_S * 1e3)),
             ("grpc.keepalive_time_ms", 30000),
             ("grpc.keepalive_timeout_ms", 10000),
-        ])
+        ]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self._channel = grpc.secure_channel(target, credentials,
+                                                options=options)
+        self._metadata = [("authorization", f"Bearer {token}")] \
+            if token else None
         self._stub = fanout_pb2_grpc.FanoutStub(self._channel)
 
     def stop(self, *_):
@@ -305,7 +321,8 @@ class Subscriber:
         """Runs one Subscribe call to its end. Returns (status code, details,
         whether anything was received)."""
         received = False
-        call = self._stub.Subscribe(self._next_request())
+        call = self._stub.Subscribe(self._next_request(),
+                                    metadata=self._metadata)
         self._call = call
         # A stop() that came before _call was set could not cancel it.
         if self._stopped.is_set():
@@ -379,6 +396,51 @@ def parse_start(args, parser):
     return start
 
 
+def read_file(path, what, parser, secret=False):
+    """The bytes of `path`; a file holding a secret must not be accessible
+    to other users, as fanout-subscribe requires too."""
+    try:
+        if secret and os.stat(path).st_mode & 0o007:
+            parser.error(f"{what} {path} holds a secret but other users may "
+                         f"access it; run chmod o-rwx {path}")
+        with open(path, "rb") as source:
+            return source.read()
+    except OSError as error:
+        parser.error(f"{what}: cannot read {path}: {error.strerror}")
+
+
+def parse_security(args, parser):
+    """(channel credentials or None, access token or None) from the TLS and
+    token flags and $FANOUT_TOKEN."""
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        parser.error("--tls-cert-file and --tls-key-file go together")
+    if args.tls_cert_file and not args.tls_ca_file:
+        parser.error("a client certificate needs --tls-ca-file")
+    credentials = None
+    if args.tls_ca_file:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read_file(args.tls_ca_file, "--tls-ca-file",
+                                        parser),
+            private_key=read_file(args.tls_key_file, "--tls-key-file", parser,
+                                  secret=True) if args.tls_key_file else None,
+            certificate_chain=read_file(args.tls_cert_file, "--tls-cert-file",
+                                        parser)
+            if args.tls_cert_file else None)
+    if args.token_file:
+        text = read_file(args.token_file, "--token-file", parser, secret=True)
+        lines = text.decode("utf-8", errors="replace").splitlines()
+        token = lines[0].strip() if lines else ""
+        source = args.token_file
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        source = TOKEN_ENV
+    if (args.token_file or token) and \
+            re.fullmatch(r"[\x21-\x7e]+", token) is None:
+        parser.error(f"the access token in {source} must be printable ASCII "
+                     "without spaces, on the first line")
+    return credentials, token or None
+
+
 def main(argv):
     parser = argparse.ArgumentParser(
         prog="fanout_subscribe.py",
@@ -403,12 +465,32 @@ def main(argv):
                         action="store_true",
                         help="also print each delivery's original body as "
                              "\"rawBody\"")
+    parser.add_argument("--tls-ca-file", "--tls_ca_file", dest="tls_ca_file",
+                        metavar="PEM",
+                        help="the CA certificate that signed the server's; "
+                             "connects with TLS")
+    parser.add_argument("--tls-cert-file", "--tls_cert_file",
+                        dest="tls_cert_file", metavar="PEM",
+                        help="a client certificate, for mutual TLS")
+    parser.add_argument("--tls-key-file", "--tls_key_file",
+                        dest="tls_key_file", metavar="PEM",
+                        help="the key of --tls-cert-file")
+    parser.add_argument("--tls-server-name", "--tls_server_name",
+                        dest="tls_server_name", metavar="NAME",
+                        help="the name the server's certificate must carry, "
+                             "when it is not the host of --target")
+    parser.add_argument("--token-file", "--token_file", dest="token_file",
+                        metavar="PATH",
+                        help="file whose first line is the access token "
+                             f"(default: ${TOKEN_ENV}, if set)")
     parser.add_argument("patterns", nargs="*", metavar="PATTERN",
                         help="ticket.created, ticket.* or * (the default)")
     args = parser.parse_args(argv)
 
+    credentials, token = parse_security(args, parser)
     subscriber = Subscriber(args.target, args.patterns,
-                            parse_start(args, parser), args.raw_body)
+                            parse_start(args, parser), args.raw_body,
+                            credentials, args.tls_server_name, token)
     signal.signal(signal.SIGINT, subscriber.stop)
     signal.signal(signal.SIGTERM, subscriber.stop)
     try:

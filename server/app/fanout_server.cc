@@ -15,7 +15,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -68,7 +70,9 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (options.http.max_header_bytes == 0) {
     return invalid("max_header_bytes is 0");
   }
-  if (options.http.request_timeout <= absl::ZeroDuration() ||
+  if (options.http.header_timeout <= absl::ZeroDuration() ||
+      options.http.body_timeout <= absl::ZeroDuration() ||
+      options.http.write_timeout <= absl::ZeroDuration() ||
       options.http.idle_timeout <= absl::ZeroDuration()) {
     return invalid("HTTP timeouts must be positive");
   }
@@ -78,6 +82,14 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (options.http_threads < 1) return invalid("http_threads must be >= 1");
   if (options.converter.max_json_depth < 2) {
     return invalid("max_json_depth must be at least 2 (envelope and data)");
+  }
+  // Keeps the Subscribe request limit (MaxSubscribeRequestBytes) small.
+  if (options.service.max_pattern_bytes > (1 << 20) ||
+      options.service.max_patterns >
+          (1 << 20) / (options.service.max_pattern_bytes + 8)) {
+    return invalid(
+        "max_subscribe_patterns times max_pattern_bytes must stay within "
+        "1 MiB");
   }
   if (options.service.heartbeat_interval <= absl::ZeroDuration()) {
     return invalid("heartbeat_interval must be positive");
@@ -108,6 +120,9 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (connections.max_ping_strikes < 0) {
     return invalid("grpc_max_ping_strikes must not be negative (0: no limit)");
   }
+  if (absl::Status tls = ValidateGrpcTlsOptions(options.grpc_tls); !tls.ok()) {
+    return tls;
+  }
   // gRPC takes "host:port" and wraps ports above 65535 silently.
   const size_t colon = options.grpc_address.rfind(':');
   int64_t grpc_port = -1;
@@ -120,12 +135,58 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   return absl::OkStatus();
 }
 
+size_t MaxSubscribeRequestBytes(const FanoutServiceOptions& options) {
+  // Each pattern costs its bytes plus a few of framing; the start position
+  // and the rest of the message fit in the 4 KiB added.
+  return options.max_patterns * (options.max_pattern_bytes + 8) + (4 << 10);
+}
+
+bool IsLoopbackAddress(absl::string_view host_port) {
+  absl::string_view host = host_port.substr(0, host_port.rfind(':'));
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
 absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
     FanoutServerOptions options) {
   if (absl::Status status = ValidateOptions(options); !status.ok()) {
     return status;
   }
+  // The files are read before anything starts, so that a mistake in one
+  // stops the server at once, naming the file.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options.grpc_tls);
+  if (!credentials.ok()) return credentials.status();
+  std::unique_ptr<AccessTokens> access_tokens;
+  if (!options.access_tokens_file.empty()) {
+    absl::StatusOr<AccessTokens> read =
+        AccessTokens::ReadFile(options.access_tokens_file);
+    if (!read.ok()) return read.status();
+    access_tokens = std::make_unique<AccessTokens>(*std::move(read));
+    std::vector<std::string> names;
+    for (const AccessGrant& grant : access_tokens->grants()) {
+      names.push_back(absl::StrCat(grant.name, " [",
+                                   absl::StrJoin(grant.patterns, ","), "]"));
+    }
+    spdlog::info("subscribers need an access token tokens={} grants={:?}",
+                 names.size(), absl::StrJoin(names, ", "));
+  }
+  const bool loopback = IsLoopbackAddress(options.grpc_address);
+  if (access_tokens == nullptr && !loopback) {
+    spdlog::warn(
+        "gRPC WITHOUT ACCESS TOKENS (no --access_tokens_file): anyone who "
+        "can reach it can read every event grpc={}",
+        options.grpc_address);
+  }
+  if (access_tokens != nullptr && !options.grpc_tls.enabled() && !loopback) {
+    spdlog::warn(
+        "access tokens travel in plaintext (give --grpc_tls_cert and "
+        "--grpc_tls_key) grpc={}",
+        options.grpc_address);
+  }
+
   std::unique_ptr<FanoutServer> server(new FanoutServer(std::move(options)));
+  server->access_tokens_ = std::move(access_tokens);
 
   // Committed events go to the hub, and from there to subscribers, in
   // commit order on the log's writer thread.
@@ -162,7 +223,7 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
                         [self] { return self->RenderMetrics(); }});
   server->service_ = std::make_unique<FanoutService>(
       &server->hub_, server->log_.get(), &server->metrics_,
-      server->options_.service);
+      server->options_.service, server->access_tokens_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -193,8 +254,15 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   builder.AddChannelArgument(
       GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
       ChannelArgMillisOrNever(connections.max_connection_age_grace));
-  builder.AddListeningPort(server->options_.grpc_address,
-                           grpc::InsecureServerCredentials(),
+  // TODO: gRPC connections and streams are not capped; a client that gets
+  // through TLS and holds a token can open any number of streams.
+  // GRPC_ARG_MAX_CONCURRENT_STREAMS and a per-token stream limit would
+  // bound that.
+  // A Subscribe request is a few patterns; anything much larger is not
+  // one, and is refused before it is buffered.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(MaxSubscribeRequestBytes(server->options_.service)));
+  builder.AddListeningPort(server->options_.grpc_address, *credentials,
                            &server->grpc_port_);
   builder.RegisterService(server->service_.get());
   server->grpc_ = builder.BuildAndStart();
@@ -228,12 +296,17 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   // With the ports bound, which differ from the options' when those are 0.
   const std::string& http_host = server->options_.http.address;
   const std::string& grpc_address = server->options_.grpc_address;
+  const GrpcTlsOptions& tls = server->options_.grpc_tls;
+  const char* grpc_security = "plaintext";
+  if (tls.enabled()) {
+    grpc_security = tls.client_ca_file.empty() ? "tls" : "mutual_tls";
+  }
   spdlog::info(
-      "listening http={}:{} grpc={}:{} webhook_path={}",
+      "listening http={}:{} grpc={}:{} webhook_path={} grpc_security={}",
       absl::StrContains(http_host, ':') ? absl::StrCat("[", http_host, "]")
                                         : http_host,
       server->http_->port(), grpc_address.substr(0, grpc_address.rfind(':')),
-      server->grpc_port_, WebhookHandler::kWebhookPath);
+      server->grpc_port_, WebhookHandler::kWebhookPath, grpc_security);
   return server;
 }
 

@@ -22,7 +22,9 @@
 #include "server/common/metrics.h"
 #include "server/convert/event_converter.h"
 #include "server/fanout/event_hub.h"
+#include "server/grpc/access_tokens.h"
 #include "server/grpc/fanout_service.h"
+#include "server/grpc/server_credentials.h"
 #include "server/http/http_server.h"
 #include "server/http/webhook_handler.h"
 #include "server/ingest/ingestor.h"
@@ -62,6 +64,12 @@ struct FanoutServerOptions {
   // host:port for gRPC; port 0 picks a free one.
   std::string grpc_address = "127.0.0.1:50051";
   GrpcConnectionOptions grpc_connections;
+  // TLS, or mutual TLS, for gRPC; plaintext by default.
+  GrpcTlsOptions grpc_tls;
+  // The file of access tokens subscribers must present (see
+  // server/grpc/access_tokens.h). Empty: every subscriber reads every
+  // event, with a warning at start-up unless gRPC listens on loopback only.
+  std::string access_tokens_file;
   // Secrets that may sign deliveries (several while rotating). Without any,
   // the server refuses to start unless allow_unsigned is set.
   std::vector<std::string> webhook_secrets;
@@ -78,14 +86,24 @@ struct FanoutServerOptions {
 
 // Returns InvalidArgument naming the first option that makes no sense (a
 // zero size limit, a non-positive timeout, limits that contradict each
-// other).
+// other, half a TLS set-up).
 absl::Status ValidateOptions(const FanoutServerOptions& options);
+
+// The largest Subscribe request the gRPC port accepts: room for
+// max_patterns patterns of max_pattern_bytes each.
+size_t MaxSubscribeRequestBytes(const FanoutServiceOptions& options);
+
+// Returns true if `host_port` ("127.0.0.1:50051", "[::1]:0",
+// "localhost:9000") names a loopback address, reachable from this machine
+// only.
+bool IsLoopbackAddress(absl::string_view host_port);
 
 class FanoutServer {
  public:
   // Starts every component. Returns ValidateOptions' error, or the first
-  // component's (e.g. Unavailable when a port is taken); nothing keeps
-  // running then.
+  // component's (e.g. Unavailable when a port is taken, or the error of
+  // reading a TLS or access tokens file, naming it); nothing keeps running
+  // then.
   static absl::StatusOr<std::unique_ptr<FanoutServer>> Start(
       FanoutServerOptions options);
 
@@ -124,7 +142,9 @@ class FanoutServer {
   std::unique_ptr<SignatureVerifier> verifier_;  // Null when unsigned.
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<WebhookHandler> handler_;
-  // Declared after the hub and the log: its replay threads use both.
+  std::unique_ptr<AccessTokens> access_tokens_;  // Null when open.
+  // Declared after the hub, the log and the tokens: its replay threads use
+  // the first two, its calls the tokens.
   std::unique_ptr<FanoutService> service_;
 
   absl::Mutex tick_mu_;

@@ -94,6 +94,15 @@ void Metrics::Render(std::string* out) const {
                   "fanout_conversion_problems_total ",
                   conversion_problems_.load(), "\n");
   absl::StrAppend(out,
+                  "# HELP fanout_subscribe_refused_total Subscribe calls "
+                  "refused for their access token, by reason.\n"
+                  "# TYPE fanout_subscribe_refused_total counter\n"
+                  "fanout_subscribe_refused_total{reason=\"unauthenticated\"} ",
+                  subscribe_unauthenticated_.load(),
+                  "\nfanout_subscribe_refused_total"
+                  "{reason=\"permission_denied\"} ",
+                  subscribe_permission_denied_.load(), "\n");
+  absl::StrAppend(out,
                   "# HELP fanout_receipt_to_commit_seconds From a "
                   "delivery's receipt to the commit of its event.\n");
   receipt_to_commit_.Render("fanout_receipt_to_commit_seconds", out);

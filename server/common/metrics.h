@@ -60,6 +60,16 @@ class Metrics {
     conversion_problems_.fetch_add(problems);
   }
 
+  // Counts one Subscribe call refused for its access token: without a
+  // known one (unauthenticated), or asking for types outside its grant
+  // (permission denied). Thread-safe.
+  void CountSubscribeUnauthenticated() {
+    subscribe_unauthenticated_.fetch_add(1);
+  }
+  void CountSubscribePermissionDenied() {
+    subscribe_permission_denied_.fetch_add(1);
+  }
+
   // From receipt of the request to the commit of its event.
   LatencyHistogram& receipt_to_commit() { return receipt_to_commit_; }
   // From the commit of an event to its write on a live stream.
@@ -75,6 +85,8 @@ class Metrics {
       ABSL_GUARDED_BY(mu_);
   size_t event_types_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> conversion_problems_{0};
+  std::atomic<uint64_t> subscribe_unauthenticated_{0};
+  std::atomic<uint64_t> subscribe_permission_denied_{0};
   LatencyHistogram receipt_to_commit_;
   LatencyHistogram commit_to_send_;
 };

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "server/convert/event_type.h"
 #include "server/convert/json_message.h"
+#include "server/convert/strict_json.h"
 #include "staffify/fanout/v1/events.pb.h"
 
 namespace fanout {
@@ -120,15 +121,10 @@ void EventConverter::LimitSize(Event* event) const {
 }
 
 absl::StatusOr<Event> EventConverter::Convert(absl::string_view body) const {
-  boost::json::parse_options parse_options;
-  parse_options.max_depth = options_.max_json_depth;
-  boost::json::error_code ec;
-  boost::json::value root =
-      boost::json::parse(boost::json::string_view(body.data(), body.size()), ec,
-                         boost::json::storage_ptr(), parse_options);
-  if (ec) {
-    return Invalid(absl::StrCat("body is not valid JSON: ", ec.message()));
-  }
+  absl::StatusOr<boost::json::value> parsed =
+      ParseStrictJson(body, options_.max_json_depth);
+  if (!parsed.ok()) return parsed.status();
+  const boost::json::value& root = *parsed;
   if (!root.is_object()) {
     return Invalid("body must be a JSON object");
   }

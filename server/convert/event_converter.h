@@ -56,7 +56,9 @@ class EventConverter {
   // received_at are left for the caller.
   //
   // Returns InvalidArgument, with a message naming the problem, when the body
-  // is not JSON, is not an object, or lacks a usable `id` (non-empty string
+  // is not strict JSON (see strict_json.h: valid UTF-8, nested at most
+  // max_json_depth deep, no key repeated within an object), is not an
+  // object, or lacks a usable `id` (non-empty string
   // without control characters), `event` (an event type, see event_type.h),
   // `timestamp` (RFC 3339 string) or `data` (object). Problems inside `data`
   // never fail the call; they are listed in the Event's conversion_problems.

@@ -66,6 +66,13 @@ std::string Expected(absl::string_view what, const boost::json::value& value) {
   return absl::StrCat("expected ", what, ", got ", KindName(value));
 }
 
+// Doubles hold every integer of smaller magnitude exactly, no larger one.
+constexpr double kDoubleExactLimit = 0x1p53;
+
+constexpr char kInexactIntegerReason[] =
+    "integer written with a fraction or exponent at or beyond 2^53 may be "
+    "rounded; write it without one";
+
 // Reads `value` as an integer within [min, max]. Integral doubles are taken
 // because some JSON writers print every number with a fraction (85.0).
 bool ToInteger(const boost::json::value& value, long double min,
@@ -91,8 +98,15 @@ bool ToInteger(const boost::json::value& value, long double min,
       // boost::json parses an integer below INT64_MIN as a double, and one
       // just below rounds to exactly -2^63 (INT64_MIN): such a double cannot
       // be told from an overflow, so it is refused rather than taken.
-      if (d <= -0x1p63) {
+      if (d <= -0x1p63 || d < min || d > max) {
         *reason = "integer out of range for this field";
+        return false;
+      }
+      // From 2^53 on, a double no longer holds every integer: what was
+      // written (9007199254740993.0) may have been rounded on parsing.
+      // Integers written without a fraction or exponent are parsed exactly.
+      if (std::fabs(d) >= kDoubleExactLimit) {
+        *reason = kInexactIntegerReason;
         return false;
       }
       v = d;
@@ -156,6 +170,14 @@ void JsonToValue(const boost::json::value& json, absl::string_view path,
            json.get_uint64() > static_cast<uint64_t>(kExactLimit))) {
         AddProblem(path,
                    "integer beyond 2^53 is rounded here; exact in rawBody",
+                   problems);
+      } else if (json.is_double() && std::fabs(number) >= kDoubleExactLimit) {
+        // An integer beyond 64 bits arrives here as a double, and so does
+        // any number written with a fraction or exponent; from 2^53 on
+        // either may already be rounded.
+        AddProblem(path,
+                   "number at or beyond 2^53 may be rounded here; exact in "
+                   "rawBody",
                    problems);
       }
       break;

@@ -27,10 +27,12 @@ namespace fanout {
 // as `path` + "." + key (and "[i]" for list elements). Fields already set in
 // `message` are overwritten or, for lists, appended to.
 //
-// Integer fields take JSON integers in range and integral doubles in range;
-// floating-point fields take any JSON number; bool fields take true/false;
-// string fields take strings; enum fields take the value's name or number;
-// message fields take objects.
+// Integer fields take JSON integers in range, exactly up to 64 bits, and
+// integral numbers written with a fraction or exponent (85.0, 1e3) of
+// magnitude below 2^53, which a double holds exactly; larger ones may have
+// been rounded on parsing, and are problems. Floating-point fields take any
+// JSON number; bool fields take true/false; string fields take strings; enum
+// fields take the value's name or number; message fields take objects.
 void JsonObjectToMessage(
     const boost::json::object& object, absl::string_view path,
     google::protobuf::Message* message,
@@ -38,8 +40,10 @@ void JsonObjectToMessage(
         problems);
 
 // Copies `object`, found at JSON path `path`, into `out`. Numbers become
-// doubles (the Struct rule); those that do not survive that (out of range,
-// integers beyond 2^53) are recorded in `problems`.
+// doubles (the Struct rule); those that may not survive that are recorded
+// in `problems`: out of range, integers beyond 2^53, and numbers of
+// magnitude 2^53 or more written with a fraction or exponent or beyond 64
+// bits (the parser already rounded those).
 void JsonObjectToStruct(
     const boost::json::object& object, absl::string_view path,
     google::protobuf::Struct* out,

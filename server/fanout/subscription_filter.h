@@ -5,10 +5,15 @@
 //   "ticket.*"        every type whose domain (text before the first '.')
 //                     is "ticket";
 //   "*"               every type.
+//
+// Patterns also describe what an access token may read (its grant); a
+// subscription under a grant is narrowed to the types both allow, see
+// NarrowToGrant.
 
 #ifndef FANOUT_SERVER_FANOUT_SUBSCRIPTION_FILTER_H_
 #define FANOUT_SERVER_FANOUT_SUBSCRIPTION_FILTER_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +44,25 @@ class SubscriptionFilter {
   std::vector<std::string> exact_types_;
   std::vector<std::string> domains_;  // "ticket" for "ticket.*"
 };
+
+// Returns the pattern that matches exactly the event types that both `a`
+// and `b` match, or nullopt when no type matches both: "*" and p give p;
+// "ticket.*" and "ticket.created" give "ticket.created"; "ticket.*" and
+// "call.*" give nullopt. REQUIRES: both are valid patterns.
+std::optional<std::string> IntersectPatterns(absl::string_view a,
+                                             absl::string_view b);
+
+// Narrows `requested`, the patterns of a Subscribe request (empty means
+// "*"), to the types that `granted` allows: each requested pattern is
+// replaced by its intersections with the granted ones, so "*" becomes the
+// whole grant and "ticket.*" under a grant of "ticket.created" becomes
+// "ticket.created". Returns the narrowed patterns, without repeats, in
+// order of first appearance; or PermissionDenied naming the first
+// requested pattern of which the grant allows no type at all. REQUIRES:
+// every pattern is valid, and `granted` is not empty.
+absl::StatusOr<std::vector<std::string>> NarrowToGrant(
+    const std::vector<std::string>& requested,
+    const std::vector<std::string>& granted);
 
 }  // namespace fanout
 

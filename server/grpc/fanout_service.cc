@@ -1,6 +1,7 @@
 #include "server/grpc/fanout_service.h"
 
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -265,12 +266,37 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
 }  // namespace
 
 FanoutService::FanoutService(EventHub* hub, EventLog* log, Metrics* metrics,
-                             FanoutServiceOptions options)
+                             FanoutServiceOptions options,
+                             const AccessTokens* access_tokens)
     : hub_(hub),
       log_(log),
       metrics_(metrics),
       options_(options),
+      access_tokens_(access_tokens),
       replay_queue_(options.replay_threads) {}
+
+absl::StatusOr<const AccessGrant*> FanoutService::Authenticate(
+    const grpc::CallbackServerContext& context) const {
+  const auto& metadata = context.client_metadata();
+  const auto [first, last] = metadata.equal_range("authorization");
+  if (first == last) {
+    return absl::UnauthenticatedError(
+        "this server requires an access token: send \"authorization: "
+        "Bearer <token>\" metadata");
+  }
+  if (std::next(first) != last) {
+    return absl::UnauthenticatedError(
+        "more than one authorization metadata entry");
+  }
+  absl::StatusOr<absl::string_view> token = ParseBearerToken(
+      absl::string_view(first->second.data(), first->second.size()));
+  if (!token.ok()) return absl::UnauthenticatedError(token.status().message());
+  const AccessGrant* grant = access_tokens_->Find(*token);
+  if (grant == nullptr) {
+    return absl::UnauthenticatedError("unknown access token");
+  }
+  return grant;
+}
 
 absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
     const StartPosition& start) const {
@@ -332,6 +358,18 @@ grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
   const auto refuse = [context](const grpc::Status& status) {
     return new FailedStream(status, context->peer());
   };
+  // Before anything else, so that a caller without a token learns nothing
+  // about the log, not even whether its request is well formed.
+  const AccessGrant* grant = nullptr;
+  if (access_tokens_ != nullptr) {
+    absl::StatusOr<const AccessGrant*> authenticated = Authenticate(*context);
+    if (!authenticated.ok()) {
+      if (metrics_ != nullptr) metrics_->CountSubscribeUnauthenticated();
+      return refuse(ToGrpcStatus(authenticated.status()));
+    }
+    grant = *authenticated;
+  }
+
   if (static_cast<size_t>(request->event_types_size()) >
       options_.max_patterns) {
     return refuse(grpc::Status(
@@ -354,14 +392,27 @@ grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
       SubscriptionFilter::Create(patterns);
   if (!filter.ok()) return refuse(ToGrpcStatus(filter.status()));
 
+  std::string described = patterns.empty() ? "*" : absl::StrJoin(patterns, ",");
+  if (grant != nullptr) {
+    absl::StatusOr<std::vector<std::string>> narrowed =
+        NarrowToGrant(patterns, grant->patterns);
+    if (!narrowed.ok()) {
+      if (metrics_ != nullptr) metrics_->CountSubscribePermissionDenied();
+      return refuse(ToGrpcStatus(narrowed.status()));
+    }
+    filter = SubscriptionFilter::Create(*narrowed);
+    if (!filter.ok()) return refuse(ToGrpcStatus(filter.status()));
+    described = absl::StrCat(absl::StrJoin(*narrowed, ","), " (token ",
+                             grant->name, ")");
+  }
+
   absl::StatusOr<std::optional<uint64_t>> after =
       ResolveStart(request->start());
   if (!after.ok()) return refuse(ToGrpcStatus(after.status()));
 
   return new SubscribeStream(
       StreamContext{hub_, log_, metrics_, &replay_queue_, &options_},
-      *std::move(filter), *after,
-      patterns.empty() ? "*" : absl::StrJoin(patterns, ","), context->peer());
+      *std::move(filter), *after, described, context->peer());
 }
 
 }  // namespace fanout

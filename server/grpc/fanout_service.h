@@ -6,6 +6,11 @@
 // stream keeps at most one write in flight and pulls the next event when it
 // completes, so a slow client only holds back its own stream, and whatever
 // it has not read stays in the log rather than in memory.
+//
+// With access tokens configured, each call must carry a known token
+// ("authorization: Bearer <token>" metadata), and its patterns are narrowed
+// to the token's grant before the stream starts, so live events and replays
+// from the log alike carry only what the token may read.
 
 #ifndef FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
 #define FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
@@ -18,6 +23,7 @@
 #include "server/common/metrics.h"
 #include "server/common/work_queue.h"
 #include "server/fanout/event_hub.h"
+#include "server/grpc/access_tokens.h"
 #include "server/log/event_log.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
 
@@ -42,11 +48,22 @@ struct FanoutServiceOptions {
 class FanoutService final
     : public staffify::fanout::v1::Fanout::CallbackService {
  public:
-  // `hub`, `log` and `metrics` (which may be null) must outlive the service
-  // and every stream it started.
+  // `hub`, `log`, `metrics` (which may be null) and `access_tokens` must
+  // outlive the service and every stream it started. Null `access_tokens`
+  // lets every caller read every event.
   FanoutService(EventHub* hub, EventLog* log, Metrics* metrics = nullptr,
-                FanoutServiceOptions options = {});
+                FanoutServiceOptions options = {},
+                const AccessTokens* access_tokens = nullptr);
 
+  // Starts a stream, or fails the call with (in this order of checks):
+  //   UNAUTHENTICATED    tokens are configured and the call carries none,
+  //                      a malformed one or an unknown one;
+  //   INVALID_ARGUMENT   too many, too long or malformed patterns;
+  //   PERMISSION_DENIED  a requested pattern matches no type the token's
+  //                      grant allows (one that matches some is narrowed
+  //                      to them, see NarrowToGrant);
+  //   INVALID_ARGUMENT   a malformed start position, or
+  //   OUT_OF_RANGE       one outside the retained range.
   grpc::ServerWriteReactor<staffify::fanout::v1::SubscribeResponse>* Subscribe(
       grpc::CallbackServerContext* context,
       const staffify::fanout::v1::SubscribeRequest* request) override;
@@ -59,10 +76,16 @@ class FanoutService final
       const staffify::fanout::v1::StartPosition& start) const;
 
  private:
+  // The grant of the call's access token; Unauthenticated when there is
+  // no usable one. REQUIRES: access_tokens_ is set.
+  absl::StatusOr<const AccessGrant*> Authenticate(
+      const grpc::CallbackServerContext& context) const;
+
   EventHub* const hub_;
   EventLog* const log_;
   Metrics* const metrics_;
   const FanoutServiceOptions options_;
+  const AccessTokens* const access_tokens_;
   WorkQueue replay_queue_;
 };
 

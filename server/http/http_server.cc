@@ -66,8 +66,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(options_->max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(options_->max_header_bytes));
     // The first byte of a keep-alive request may be long in coming; after
-    // that the whole request must arrive within the request timeout. So an
-    // idle connection waits for one byte under the idle timeout before the
+    // that the headers must arrive within the header timeout. So an idle
+    // connection waits for one byte under the idle timeout before the
     // header read starts (unless pipelining already buffered the request).
     if (requests_served_ > 0 && buffer_.size() == 0) {
       stream_.expires_after(ToChrono(options_->idle_timeout));
@@ -75,6 +75,10 @@ class Session : public std::enable_shared_from_this<Session> {
           buffer_.prepare(kIdleReadBytes),
           [self = shared_from_this()](beast::error_code ec, size_t n) {
             self->buffer_.commit(n);
+            if (ec == beast::error::timeout) {
+              spdlog::debug("http idle connection closed conn={}", self->id_);
+              return self->Close();
+            }
             if (ec) return self->OnReadError(ec);
             self->ReadHeader();
           });
@@ -84,7 +88,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadHeader() {
-    stream_.expires_after(ToChrono(options_->request_timeout));
+    stream_.expires_after(ToChrono(options_->header_timeout));
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -94,13 +98,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnReadHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
-    // The request timeout set before the header covers the body too.
     const auto& header = parser_->get();
     if (beast::iequals(header[http::field::expect], "100-continue") &&
         !parser_->is_done()) {
       // The client waits for this before sending the body.
       continue_ = std::make_shared<http::response<http::empty_body>>(
           http::status::continue_, header.version());
+      stream_.expires_after(ToChrono(options_->write_timeout));
       http::async_write(
           stream_, *continue_,
           [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -114,6 +118,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
+    // One deadline for the whole body, however it trickles in.
+    stream_.expires_after(ToChrono(options_->body_timeout));
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->OnRead(ec);
@@ -127,7 +133,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return Close();
     }
     if (ec == beast::error::timeout) {
-      spdlog::debug("http read timed out conn={}", id_);
+      // Beast has closed the socket already: there is no answering.
+      spdlog::debug("http read timed out conn={} phase={}", id_,
+                    parser_->is_header_done() ? "body" : "headers");
       return Close();
     }
     if (ec == http::error::body_limit) {
@@ -180,7 +188,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Write(HttpResponse response, bool keep_alive) {
     response.keep_alive(keep_alive);
     response_ = std::make_shared<HttpResponse>(std::move(response));
-    stream_.expires_after(ToChrono(options_->request_timeout));
+    stream_.expires_after(ToChrono(options_->write_timeout));
     http::async_write(
         stream_, *response_,
         [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {

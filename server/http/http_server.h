@@ -1,7 +1,12 @@
 // The HTTP/1.1 front end: accepts connections, reads requests with
-// Boost.Beast (keep-alive, pipelining answered in order, a timeout on every
-// read and write, a cap on header and body sizes), and hands each complete
-// request to the WebhookHandler.
+// Boost.Beast (keep-alive, pipelining answered in order, a deadline on every
+// read and write, a cap on header and body sizes and on open connections),
+// and hands each complete request to the WebhookHandler.
+//
+// Deadlines are whole-phase, not per read: a client that sends one byte at
+// a time gains nothing by it. A request's line and headers must arrive within
+// header_timeout of its first byte (of the connection, for the first
+// request), its body within body_timeout of the end of the headers.
 
 #ifndef FANOUT_SERVER_HTTP_HTTP_SERVER_H_
 #define FANOUT_SERVER_HTTP_HTTP_SERVER_H_
@@ -29,8 +34,13 @@ struct HttpServerOptions {
   size_t max_body_bytes = 1 << 20;
   // Largest request line plus headers accepted; larger ones get 431.
   size_t max_header_bytes = 16 << 10;
-  // Time allowed to read one whole request, and to write one response.
-  absl::Duration request_timeout = absl::Seconds(30);
+  // Time allowed to read a request's line and headers, from its first byte
+  // (for a connection's first request, from the accept).
+  absl::Duration header_timeout = absl::Seconds(10);
+  // Time allowed to read a request's body, from the end of its headers.
+  absl::Duration body_timeout = absl::Seconds(30);
+  // Time allowed to write one response.
+  absl::Duration write_timeout = absl::Seconds(30);
   // Time an idle keep-alive connection stays open.
   absl::Duration idle_timeout = absl::Seconds(60);
   // Connections open at once; more are answered 503 and closed.

@@ -18,7 +18,13 @@ sends the examples with fanout-send (signed), and checks, for every client:
   - a refused subscription (bad pattern, sequence out of range) exits 1;
   - Ctrl-C (SIGINT) exits 0;
   - across a server restart a running subscriber resumes after the last
-    sequence it printed: the next event once, nothing replayed.
+    sequence it printed: the next event once, nothing replayed;
+  - against the server restarted with mutual TLS and access tokens
+    (certificates made with the openssl command), a client with its
+    certificate and a token (from --token-file or $FANOUT_TOKEN) sees only
+    the token's grant; no token or an unknown one exits 1
+    (UNAUTHENTICATED), a pattern outside the grant exits 1
+    (PERMISSION_DENIED).
 With several clients, their lines for the same events must be byte-equal.
 Every wait is bounded; every process started is killed at the end.
 """
@@ -69,6 +75,7 @@ class Server:
         self.process = None
         self.http_port = None
         self.grpc_port = 0
+        self.flags = []  # added to the command line from the next start
 
     def start(self):
         log = open(self._log_path, "a")
@@ -79,7 +86,8 @@ class Server:
              f"--secrets_file={self.secrets_file}",
              # Idle streams in this test then see heartbeats, which must
              # print nothing.
-             "--heartbeat_interval=300ms", "--shutdown_grace=2s"],
+             "--heartbeat_interval=300ms", "--shutdown_grace=2s"]
+            + self.flags,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         found = queue.Queue()
@@ -145,15 +153,18 @@ class Client:
     """One run of a subscriber command; its stdout lines are read by a
     thread into a queue, its stderr goes to a file."""
 
-    def __init__(self, name, command, args, work_dir, index):
+    def __init__(self, name, command, args, work_dir, index, env=None):
         self.name = name
         self.args = args
         self._stderr_path = os.path.join(work_dir, f"{name}-{index}.stderr")
+        environment = {key: value for key, value in os.environ.items()
+                       if key != "FANOUT_TOKEN"}
+        environment.update(env or {})
         with open(self._stderr_path, "w") as stderr:
             self.process = subprocess.Popen(
                 command + args, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=stderr, text=True,
-                encoding="utf-8")
+                encoding="utf-8", env=environment)
         self.lines = []
         self._queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -242,6 +253,70 @@ def send(send_binary, server, paths):
     check(sorted(answers) == sorted(paths),
           f"fanout-send answered for {sorted(answers)}, not {sorted(paths)}")
     return answers
+
+
+OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+[server_ext]
+basicConstraints = CA:FALSE
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+[client_ext]
+basicConstraints = CA:FALSE
+extendedKeyUsage = clientAuth
+"""
+
+
+def make_certificates(work_dir):
+    """A throw-away CA and a server and a client certificate signed by it,
+    made with the openssl command in work_dir/tls; returns their paths by
+    name (ca.pem, server.pem, server.key, client.pem, client.key)."""
+    directory = os.path.join(work_dir, "tls")
+    os.makedirs(directory)
+    with open(os.path.join(directory, "openssl.cnf"), "w") as out:
+        out.write(OPENSSL_CONFIG)
+
+    def openssl(*args):
+        result = subprocess.run(["openssl", *args], cwd=directory,
+                                stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, timeout=WAIT_S)
+        check(result.returncode == 0,
+              f"openssl {' '.join(args)}: {result.stderr}")
+
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+               "-nodes"]
+    openssl("req", "-config", "openssl.cnf", "-x509", "-extensions", "ca_ext",
+            *new_key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=client test CA")
+    for name, extensions in (("server", "server_ext"),
+                             ("client", "client_ext")):
+        openssl("req", "-config", "openssl.cnf", "-new", *new_key, "-keyout",
+                f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem",
+                "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                "-extfile", "openssl.cnf", "-extensions", extensions,
+                "-out", f"{name}.pem")
+    paths = {}
+    for name in ("ca.pem", "server.pem", "server.key", "client.pem",
+                 "client.key"):
+        paths[name] = os.path.join(directory, name)
+        if name.endswith(".key"):
+            os.chmod(paths[name], 0o600)
+    return paths
+
+
+def write_secret(path, text):
+    """Writes `text` into a new file readable by its owner only."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+              "w") as out:
+        out.write(text)
 
 
 # ------------------------------------------------------------------- checks
@@ -370,9 +445,9 @@ def run(options, clients, work_dir, started):
 
     counter = iter(range(1000))
 
-    def start_client(name, command, *args):
+    def start_client(name, command, *args, env=None):
         client = Client(name, command, ["--target", server.target] + list(args),
-                        work_dir, next(counter))
+                        work_dir, next(counter), env)
         started.append(client)
         return client
 
@@ -450,6 +525,51 @@ def run(options, clients, work_dir, started):
         check("subscription interrupted" in client.stderr(),
               f"{client.describe()}: did not report the broken stream")
         print(f"{name}: resumed across a server restart: ok", flush=True)
+
+    # The same log behind mutual TLS and access tokens.
+    certificates = make_certificates(work_dir)
+    token = secrets.token_hex(24)
+    tokens_path = os.path.join(work_dir, "access-tokens")
+    write_secret(tokens_path, f"# name token patterns\ntickets {token} "
+                              "ticket.*\n")
+    token_path = os.path.join(work_dir, "token")
+    write_secret(token_path, token + "\n")
+    wrong_token_path = os.path.join(work_dir, "wrong-token")
+    write_secret(wrong_token_path, secrets.token_hex(24) + "\n")
+    server.stop()
+    server.flags = [f"--grpc_tls_cert={certificates['server.pem']}",
+                    f"--grpc_tls_key={certificates['server.key']}",
+                    f"--grpc_tls_client_ca={certificates['ca.pem']}",
+                    f"--access_tokens_file={tokens_path}"]
+    server.start()
+    tls = ["--tls-ca-file", certificates["ca.pem"],
+           "--tls-cert-file", certificates["client.pem"],
+           "--tls-key-file", certificates["client.key"]]
+    granted = tickets + [(later, later_answer["sequence"])]
+    for name, command in clients:
+        # "*" (no pattern) means everything the token may read.
+        secure = start_client(name, command, *tls, "--token-file", token_path,
+                              "--from-start")
+        check_events(secure, secure.read_lines(len(granted)), granted)
+        check_interrupt(secure)
+
+        from_env = start_client(name, command, *tls, "--tls-server-name",
+                                "localhost", "--from-start", "ticket.created",
+                                env={"FANOUT_TOKEN": token})
+        created = [(delivery, sequence) for delivery, sequence in granted
+                   if delivery["event"] == "ticket.created"]
+        check_events(from_env, from_env.read_lines(len(created)), created)
+        check_interrupt(from_env)
+
+        check_refused(start_client(name, command, *tls, "ticket.*"),
+                      "UNAUTHENTICATED")
+        check_refused(start_client(name, command, *tls, "--token-file",
+                                   wrong_token_path, "ticket.*"),
+                      "UNAUTHENTICATED")
+        check_refused(start_client(name, command, *tls, "--token-file",
+                                   token_path, "ticket.*", "call.*"),
+                      "PERMISSION_DENIED")
+        print(f"{name}: mutual TLS and access tokens: ok", flush=True)
     server.stop()
 
 

@@ -818,6 +818,91 @@ TEST_F(EventConverterTest, IntegerBeyondInt64IsAProblem) {
   }
 }
 
+TEST_F(EventConverterTest, IntegralDoubleAtOrBeyond2To53IsAProblem) {
+  // 9007199254740993.0 parses as the double 2^53: taking it would store
+  // another integer than the one sent.
+  for (const char* number :
+       {"9007199254740993.0", "9007199254740992.0", "-9007199254740993.0",
+        "1e17", "4611686018427387904.0"}) {
+    SCOPED_TRACE(number);
+    ASSERT_NO_FATAL_FAILURE(ConvertBody(Delivery(
+        "ticket.created", absl::StrCat(R"({"ticketId": )", number, "}"))));
+    EXPECT_FALSE(event_.ticket_created().has_ticket_id());
+    EXPECT_THAT(Problems(event_),
+                ElementsAre(Pair("data.ticketId",
+                                 HasSubstr("fraction or exponent at or "
+                                           "beyond 2^53 may be rounded"))));
+  }
+
+  // Below 2^53 such a number is exact, and written as an integer it is
+  // exact up to the field's range.
+  ASSERT_NO_FATAL_FAILURE(ConvertBody(
+      Delivery("ticket.created", R"({"ticketId": 9007199254740991.0})")));
+  EXPECT_EQ(event_.ticket_created().ticket_id(), INT64_C(9007199254740991));
+  EXPECT_THAT(Problems(event_), IsEmpty());
+  ASSERT_NO_FATAL_FAILURE(ConvertBody(
+      Delivery("ticket.created", R"({"ticketId": 9007199254740993})")));
+  EXPECT_EQ(event_.ticket_created().ticket_id(), INT64_C(9007199254740993));
+  EXPECT_THAT(Problems(event_), IsEmpty());
+}
+
+TEST_F(EventConverterTest, UntypedIntegerBeyond64BitsIsAProblem) {
+  const std::string body =
+      Delivery("call.ended",
+               R"({"a": 18446744073709551616, "b": -99999999999999999999,
+          "c": 9007199254740993.0, "d": 1.5, "e": 9007199254740991})");
+  ASSERT_NO_FATAL_FAILURE(ConvertBody(body));
+
+  ASSERT_EQ(event_.payload_case(), Event::kUntyped);
+  EXPECT_THAT(Problems(event_),
+              ::testing::UnorderedElementsAre(
+                  Pair("data.a",
+                       "number at or beyond 2^53 may be rounded here; "
+                       "exact in rawBody"),
+                  Pair("data.b",
+                       "number at or beyond 2^53 may be rounded here; "
+                       "exact in rawBody"),
+                  Pair("data.c",
+                       "number at or beyond 2^53 may be rounded here; "
+                       "exact in rawBody")));
+  EXPECT_EQ(event_.untyped().fields().at("d").number_value(), 1.5);
+  EXPECT_EQ(event_.untyped().fields().at("e").number_value(),
+            9007199254740991.0);
+  EXPECT_EQ(event_.raw_body(), body);
+}
+
+TEST_F(EventConverterTest, RepeatedKeyAnywhereRefusesTheDelivery) {
+  // In the envelope: routing and deduplication would otherwise use one
+  // value while a first-wins reader of rawBody saw the other.
+  EXPECT_TRUE(IsInvalidArgumentNaming(
+      converter_.Convert(R"({"id": "wh_1", "event": "ticket.created",
+          "event": "test.ping", "timestamp": "2026-03-01T12:00:00Z",
+          "data": {}})"),
+      "duplicate key \"event\""));
+  EXPECT_TRUE(IsInvalidArgumentNaming(
+      converter_.Convert(
+          Delivery("ticket.created", R"({"ticketId": 1, "ticketId": 2})")),
+      "duplicate key \"data.ticketId\""));
+  EXPECT_TRUE(IsInvalidArgumentNaming(
+      converter_.Convert(Delivery(
+          "call.ended", R"({"legs": [{"to": "a"}, {"to": "b", "to": "c"}]})")),
+      "duplicate key \"data.legs[1].to\""));
+}
+
+TEST_F(EventConverterTest, InvalidUtf8IsRefused) {
+  EXPECT_TRUE(IsInvalidArgumentNaming(
+      converter_.Convert(
+          Delivery("ticket.created", "{\"issue\": \"caf\xe9\"}")),
+      "not valid JSON"));
+  EXPECT_TRUE(IsInvalidArgumentNaming(
+      converter_.Convert(Delivery("call.ended", "{\"\xff\": 1}")),
+      "not valid JSON"));
+  EXPECT_TRUE(IsInvalidArgumentNaming(
+      converter_.Convert(
+          Delivery("ticket.created", R"({"issue": "\udc00 lone surrogate"})")),
+      "not valid JSON"));
+}
+
 TEST_F(EventConverterTest, BadTopicIsListedByIndexAndTheRestAreKept) {
   ASSERT_NO_FATAL_FAILURE(ConvertBody(
       Delivery("call.analyzed",

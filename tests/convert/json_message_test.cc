@@ -230,9 +230,11 @@ TEST_F(JsonMessageTest, StructNumbersBecomeDoublesAndSayWhenRounded) {
   google::protobuf::Struct out;
   JsonObjectToStruct(
       ParseObject(R"({"i": -3, "u": 18446744073709551615, "d": 0.25,
-                      "big": [9007199254740993], "inf": 1e400})"),
+                      "big": [9007199254740993], "inf": 1e400,
+                      "over64": 18446744073709551616, "f": 9007199254740993.0,
+                      "exact": 9007199254740992, "below": 9007199254740991.0})"),
       "data", &out, &problems_);
-  ASSERT_EQ(out.fields_size(), 5);
+  ASSERT_EQ(out.fields_size(), 9);
   EXPECT_EQ(out.fields().at("i").number_value(), -3.0);
   EXPECT_EQ(out.fields().at("u").number_value(), 18446744073709551615.0);
   EXPECT_EQ(out.fields().at("d").number_value(), 0.25);
@@ -243,7 +245,8 @@ TEST_F(JsonMessageTest, StructNumbersBecomeDoublesAndSayWhenRounded) {
   for (const auto& problem : problems_) fields.push_back(problem.field());
   std::sort(fields.begin(), fields.end());
   EXPECT_EQ(fields,
-            (std::vector<std::string>{"data.big[0]", "data.inf", "data.u"}));
+            (std::vector<std::string>{"data.big[0]", "data.f", "data.inf",
+                                      "data.over64", "data.u"}));
 }
 
 TEST_F(JsonMessageTest, Int64ExtremesSurviveJsonToMessageToJson) {

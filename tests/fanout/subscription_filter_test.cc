@@ -3,11 +3,13 @@
 
 #include "server/fanout/subscription_filter.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -144,6 +146,101 @@ TEST_F(SubscriptionFilterTest, FirstMalformedPatternOfSeveralIsNamed) {
 TEST_F(SubscriptionFilterTest, OneMalformedPatternFailsTheWholeList) {
   EXPECT_FALSE(SubscriptionFilter::Create({"*", "ticket."}).ok());
   EXPECT_FALSE(SubscriptionFilter::Create({"ticket.created", ""}).ok());
+}
+
+// ------------------------------------------------------ grants
+
+TEST(IntersectPatternsTest, GivesThePatternOfTheCommonTypes) {
+  const struct {
+    const char* a;
+    const char* b;
+    std::optional<std::string> both;
+  } cases[] = {
+      {"*", "*", "*"},
+      {"*", "ticket.*", "ticket.*"},
+      {"ticket.created", "*", "ticket.created"},
+      {"ticket.*", "ticket.*", "ticket.*"},
+      {"ticket.*", "call.*", std::nullopt},
+      {"ticket.*", "ticket.created", "ticket.created"},
+      {"ticket.created", "ticket.*", "ticket.created"},
+      {"ticket.*", "ticket", std::nullopt},
+      {"ticket.*", "tickets.created", std::nullopt},
+      {"a.*", "a.b.c", "a.b.c"},
+      {"ticket.created", "ticket.created", "ticket.created"},
+      {"ticket.created", "ticket.resolved", std::nullopt},
+  };
+  for (const auto& [a, b, both] : cases) {
+    SCOPED_TRACE(absl::StrCat(a, " & ", b));
+    EXPECT_EQ(IntersectPatterns(a, b), both);
+    EXPECT_EQ(IntersectPatterns(b, a), both);
+  }
+}
+
+TEST(IntersectPatternsTest, MatchesWhatBothMatchAndNothingElse) {
+  const std::vector<std::string> patterns = {"*",
+                                             "ticket.*",
+                                             "call.*",
+                                             "ticket.created",
+                                             "ticket.resolved",
+                                             "call.completed",
+                                             "ticket",
+                                             "a.*",
+                                             "a.b.c"};
+  const std::vector<std::string> types = {"ticket.created",
+                                          "ticket.resolved",
+                                          "ticket",
+                                          "call.completed",
+                                          "call.x.y",
+                                          "a.b.c",
+                                          "a.b",
+                                          "tickets.created",
+                                          "x"};
+  for (const std::string& a : patterns) {
+    for (const std::string& b : patterns) {
+      const SubscriptionFilter filter_a = *SubscriptionFilter::Create({a});
+      const SubscriptionFilter filter_b = *SubscriptionFilter::Create({b});
+      const std::optional<std::string> both = IntersectPatterns(a, b);
+      for (const std::string& type : types) {
+        SCOPED_TRACE(absl::StrCat(a, " & ", b, " on ", type));
+        const bool expected = filter_a.Matches(type) && filter_b.Matches(type);
+        const bool actual = both.has_value() &&
+                            SubscriptionFilter::Create({*both})->Matches(type);
+        EXPECT_EQ(actual, expected);
+      }
+    }
+  }
+}
+
+TEST(NarrowToGrantTest, StarAndNoPatternMeanTheWholeGrant) {
+  const std::vector<std::string> grant = {"ticket.*", "appointment.booked"};
+
+  EXPECT_THAT(*NarrowToGrant({}, grant),
+              ::testing::ElementsAre("ticket.*", "appointment.booked"));
+  EXPECT_THAT(*NarrowToGrant({"*"}, grant),
+              ::testing::ElementsAre("ticket.*", "appointment.booked"));
+}
+
+TEST(NarrowToGrantTest, WiderRequestIsNarrowedNotRefused) {
+  EXPECT_THAT(*NarrowToGrant({"ticket.*"}, {"ticket.created"}),
+              ::testing::ElementsAre("ticket.created"));
+  EXPECT_THAT(*NarrowToGrant({"ticket.*", "ticket.created"},
+                             {"ticket.created", "ticket.resolved"}),
+              ::testing::ElementsAre("ticket.created", "ticket.resolved"));
+  EXPECT_THAT(*NarrowToGrant({"ticket.resolved"}, {"*"}),
+              ::testing::ElementsAre("ticket.resolved"));
+}
+
+TEST(NarrowToGrantTest, PatternOutsideTheGrantIsPermissionDenied) {
+  const absl::StatusOr<std::vector<std::string>> narrowed =
+      NarrowToGrant({"ticket.*", "call.*"}, {"ticket.*", "appointment.booked"});
+
+  EXPECT_EQ(narrowed.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(narrowed.status().message(), HasSubstr("\"call.*\""));
+  EXPECT_THAT(narrowed.status().message(),
+              HasSubstr("ticket.*, appointment.booked"));
+  EXPECT_EQ(
+      NarrowToGrant({"ticket.created"}, {"ticket.resolved"}).status().code(),
+      absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace

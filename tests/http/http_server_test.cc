@@ -5,6 +5,7 @@
 
 #include "server/http/http_server.h"
 
+#include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -468,6 +469,95 @@ TEST_F(HttpServerTest, ChunkedBodyGrowingPastLimitIsPayloadTooLarge) {
   EXPECT_EQ(hub_.last_sequence(), 0u);
 }
 
+TEST_F(HttpServerTest, ContentLengthWithTransferEncodingIsBadRequest) {
+  // A front proxy that honours the other header would see another request
+  // boundary than this server (request smuggling): refuse either order.
+  const std::string body = Ping("wh_smuggle-1");
+  const std::string chunked =
+      absl::StrCat(absl::Hex(body.size()), "\r\n", body, "\r\n0\r\n\r\n");
+  for (const std::string& headers :
+       {absl::StrCat("Content-Length: ", chunked.size(),
+                     "\r\nTransfer-Encoding: chunked\r\n"),
+        absl::StrCat("Transfer-Encoding: chunked\r\nContent-Length: ",
+                     chunked.size(), "\r\n")}) {
+    SCOPED_TRACE(headers);
+    RawConnection connection;
+    ASSERT_NO_FATAL_FAILURE(Connect(*server_, &connection));
+    ASSERT_TRUE(Succeeded(connection.Write(
+        absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\n",
+                     headers, "\r\n", chunked))));
+
+    HttpClientResponse response;
+    ASSERT_TRUE(Succeeded(connection.Read(&response)));
+    ExpectErrorThenClose(&connection, response, http::status::bad_request,
+                         "bad_request");
+  }
+  EXPECT_EQ(hub_.last_sequence(), 0u);
+}
+
+TEST_F(HttpServerTest, ConflictingContentLengthsAreBadRequest) {
+  const std::string body = Ping("wh_two-lengths-1");
+  RawConnection connection;
+  ASSERT_NO_FATAL_FAILURE(Connect(*server_, &connection));
+  ASSERT_TRUE(Succeeded(connection.Write(
+      absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Content-Type: application/json\r\nContent-Length: ",
+                   body.size(), "\r\nContent-Length: ", body.size() - 1,
+                   "\r\n\r\n", body))));
+
+  HttpClientResponse response;
+  ASSERT_TRUE(Succeeded(connection.Read(&response)));
+  ExpectErrorThenClose(&connection, response, http::status::bad_request,
+                       "bad_request");
+  EXPECT_EQ(hub_.last_sequence(), 0u);
+}
+
+TEST_F(HttpServerTest, ChunkSizeOverTheLimitIsRefusedBeforeItsData) {
+  RawConnection connection;
+  ASSERT_NO_FATAL_FAILURE(Connect(*server_, &connection));
+
+  // One chunk announced at a gigabyte: the size line alone must do.
+  ASSERT_TRUE(Succeeded(connection.Write(
+      "POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "40000000\r\n{\"id\": ")));
+
+  HttpClientResponse response;
+  ASSERT_TRUE(Succeeded(connection.Read(&response)));
+  ExpectErrorThenClose(&connection, response, http::status::payload_too_large,
+                       "payload_too_large");
+  EXPECT_EQ(hub_.last_sequence(), 0u);
+}
+
+TEST_F(HttpServerTest, HostileJsonIsRefusedBeforeAnythingIsStored) {
+  std::unique_ptr<WebhookSender> sender = SenderFor(*server_);
+  const std::string envelope_start =
+      R"({"id": "wh_hostile-1", "event": "test.ping", )"
+      R"("timestamp": "2026-03-01T12:00:00Z", )";
+  const std::pair<std::string, std::string> cases[] = {
+      {absl::StrCat(envelope_start, "\"data\": {\"message\": \"caf\xe9\"}}"),
+       "not valid JSON"},
+      {absl::StrCat(envelope_start,
+                    R"("data": {"message": "a", "message": "b"}})"),
+       "duplicate key \"data.message\""},
+      {absl::StrCat(envelope_start, R"("data": {"a": )", std::string(40, '['),
+                    std::string(40, ']'), "}}"),
+       "too deep"},
+  };
+  for (const auto& [body, reason] : cases) {
+    SCOPED_TRACE(reason);
+    const absl::StatusOr<HttpAnswer> answer = sender->PostJson(body);
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    EXPECT_EQ(answer->status, 400) << answer->body;
+    EXPECT_EQ(StringMember(answer->body, "error"), "invalid_argument");
+    EXPECT_THAT(StringMember(answer->body, "message"),
+                ::testing::HasSubstr(reason));
+  }
+  EXPECT_EQ(hub_.last_sequence(), 0u);
+  EXPECT_EQ(hub_log_.log()->range().last, 0u);
+}
+
 TEST_F(HttpServerTest, OversizedHeadersAreRejected) {
   RawConnection connection;
   ASSERT_NO_FATAL_FAILURE(Connect(*server_, &connection));
@@ -519,9 +609,10 @@ TEST_F(HttpServerTest, BadVersionIsBadRequestAndClosed) {
                        "bad_request");
 }
 
-TEST_F(HttpServerTest, SlowClientIsClosedAfterRequestTimeout) {
+TEST_F(HttpServerTest, StalledClientsAreClosedAfterTheirPhaseTimeout) {
   HttpServerOptions options;
-  options.request_timeout = absl::Milliseconds(300);
+  options.header_timeout = absl::Milliseconds(300);
+  options.body_timeout = absl::Milliseconds(300);
   HttpServer* server = nullptr;
   ASSERT_NO_FATAL_FAILURE(StartServer(options, &server));
   const std::string request = PostRequest(Ping("wh_slow-1"));
@@ -552,9 +643,116 @@ TEST_F(HttpServerTest, SlowClientIsClosedAfterRequestTimeout) {
   EXPECT_EQ(hub_.last_sequence(), 1u);
 }
 
+// Sends `bytes` on `connection` one byte every `pause`, until all are sent
+// or the server closes the connection. Returns the time from the start
+// until the close was seen, or nullopt if every byte went out first.
+std::optional<int64_t> Drip(RawConnection* connection, const std::string& bytes,
+                            std::chrono::milliseconds pause) {
+  const Clock::time_point start = Clock::now();
+  for (char byte : bytes) {
+    if (!connection->IsOpenAndQuiet() ||
+        connection->Write(std::string(1, byte))) {
+      return MillisecondsSince(start);
+    }
+    std::this_thread::sleep_for(pause);
+  }
+  return std::nullopt;
+}
+
+TEST_F(HttpServerTest, DrippingClientsAreCutOffWhileOthersAreServedPromptly) {
+  HttpServerOptions options;
+  options.header_timeout = absl::Milliseconds(600);
+  options.body_timeout = absl::Milliseconds(1200);
+  HttpServer* server = nullptr;
+  ASSERT_NO_FATAL_FAILURE(StartServer(options, &server));
+  const std::string request = PostRequest(Ping("wh_drip-1"));
+  const size_t header_end = request.find("\r\n\r\n") + 4;
+  // One byte every 30 ms: each side takes over 2.5 s to send in full, far
+  // beyond its timeout, though no single read waits long.
+  constexpr std::chrono::milliseconds kPause{30};
+  ASSERT_GT(header_end * kPause.count(), 2500u);
+  ASSERT_GT((request.size() - header_end) * kPause.count(), 2500u);
+
+  // One client drips its headers; the other sends its headers at once and
+  // drips its body, which thus gets the body timeout, not the header one.
+  std::optional<int64_t> header_closed_after;
+  std::optional<int64_t> body_closed_after;
+  std::thread header_dripper([&] {
+    RawConnection connection;
+    if (!Succeeded(connection.Connect(server->port()))) return;
+    header_closed_after =
+        Drip(&connection, request.substr(0, header_end), kPause);
+  });
+  std::thread body_dripper([&] {
+    RawConnection connection;
+    if (!Succeeded(connection.Connect(server->port())) ||
+        !Succeeded(connection.Write(request.substr(0, header_end)))) {
+      return;
+    }
+    body_closed_after = Drip(&connection, request.substr(header_end), kPause);
+  });
+
+  // Meanwhile well-behaved deliveries, one after another, are answered at
+  // once.
+  std::unique_ptr<WebhookSender> sender = SenderFor(*server);
+  const Clock::time_point start = Clock::now();
+  int64_t slowest_ms = 0;
+  uint64_t answered = 0;
+  while (MillisecondsSince(start) < 2000) {
+    const Clock::time_point sent = Clock::now();
+    const absl::StatusOr<HttpAnswer> answer =
+        sender->PostJson(Ping(absl::StrCat("wh_prompt-", answered + 1)));
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    ASSERT_EQ(answer->status, 200) << answer->body;
+    slowest_ms = std::max(slowest_ms, MillisecondsSince(sent));
+    ++answered;
+  }
+  header_dripper.join();
+  body_dripper.join();
+
+  EXPECT_GE(answered, 10u);
+  EXPECT_LT(slowest_ms, 500);
+  ASSERT_TRUE(header_closed_after.has_value()) << "headers were all sent";
+  EXPECT_GE(*header_closed_after, 600);
+  EXPECT_LT(*header_closed_after, 1200);
+  ASSERT_TRUE(body_closed_after.has_value()) << "body was all sent";
+  EXPECT_GE(*body_closed_after, 1200);
+  EXPECT_LT(*body_closed_after, 2400);
+  // Nothing of the dripped delivery was kept.
+  EXPECT_EQ(hub_.last_sequence(), answered);
+}
+
+TEST_F(HttpServerTest, BodySlowerThanHeaderTimeoutIsAcceptedWithinBodyTimeout) {
+  HttpServerOptions options;
+  options.header_timeout = absl::Milliseconds(200);
+  options.body_timeout = absl::Seconds(5);
+  HttpServer* server = nullptr;
+  ASSERT_NO_FATAL_FAILURE(StartServer(options, &server));
+  RawConnection connection;
+  ASSERT_NO_FATAL_FAILURE(Connect(*server, &connection));
+  const std::string request = PostRequest(Ping("wh_slow-body-1"));
+  const size_t header_end = request.find("\r\n\r\n") + 4;
+
+  // The body comes in three parts over about 600 ms, three times the
+  // header timeout.
+  ASSERT_TRUE(Succeeded(connection.Write(request.substr(0, header_end))));
+  const size_t third = (request.size() - header_end) / 3;
+  for (size_t part = 0; part < 3; ++part) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const size_t from = header_end + part * third;
+    ASSERT_TRUE(Succeeded(connection.Write(
+        part == 2 ? request.substr(from) : request.substr(from, third))));
+  }
+
+  HttpClientResponse response;
+  ASSERT_TRUE(Succeeded(connection.Read(&response)));
+  EXPECT_EQ(response.result(), http::status::ok) << response.body();
+  EXPECT_EQ(SequenceOf(response.body()), 1u);
+}
+
 TEST_F(HttpServerTest, SlowSecondRequestOnKeptAliveConnectionIsClosed) {
   HttpServerOptions options;
-  options.request_timeout = absl::Milliseconds(300);
+  options.header_timeout = absl::Milliseconds(300);
   options.idle_timeout = absl::Seconds(60);
   HttpServer* server = nullptr;
   ASSERT_NO_FATAL_FAILURE(StartServer(options, &server));
@@ -563,7 +761,7 @@ TEST_F(HttpServerTest, SlowSecondRequestOnKeptAliveConnectionIsClosed) {
   ASSERT_NO_FATAL_FAILURE(PostPing(&connection, "wh_first-1", 1));
 
   // Once the next request has begun, the idle allowance no longer applies:
-  // the rest of it must arrive within the request timeout.
+  // its headers must arrive within the header timeout.
   const Clock::time_point start = Clock::now();
   ASSERT_TRUE(Succeeded(
       connection.Write(PostRequest(Ping("wh_second-1")).substr(0, 40))));
@@ -575,7 +773,8 @@ TEST_F(HttpServerTest, SlowSecondRequestOnKeptAliveConnectionIsClosed) {
 
 TEST_F(HttpServerTest, IdleKeptAliveConnectionIsClosedAfterIdleTimeout) {
   HttpServerOptions options;
-  options.request_timeout = absl::Seconds(60);
+  options.header_timeout = absl::Seconds(60);
+  options.body_timeout = absl::Seconds(60);
   options.idle_timeout = absl::Milliseconds(300);
   HttpServer* server = nullptr;
   ASSERT_NO_FATAL_FAILURE(StartServer(options, &server));

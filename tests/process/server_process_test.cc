@@ -4,12 +4,15 @@
 // subscriber costs the server bounded memory, a delivery is stored and
 // streamed once however often it is repeated, a resumed stream crosses
 // from log replay to live events without a gap or a repeat, and flags can
-// be set through the environment, the command line winning.
+// be set through the environment, the command line winning. And the
+// security set-up as operators run it: fanout-server with mutual TLS and
+// access tokens, and the fanout-subscribe binary connecting to it.
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +35,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,6 +43,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -47,6 +52,7 @@
 #include "server/auth/signature_verifier.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
 #include "tests/util/temp_dir.h"
+#include "tests/util/test_certificates.h"
 
 extern char** environ;
 
@@ -64,6 +70,7 @@ using staffify::fanout::v1::SubscribeResponse;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr char kServerBinary[] = FANOUT_SERVER_BINARY;
+constexpr char kSubscribeBinary[] = FANOUT_SUBSCRIBE_BINARY;
 constexpr uint64_t kMiB = 1 << 20;
 
 double SecondsSince(SteadyClock::time_point start) {
@@ -388,10 +395,11 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   return server;
 }
 
-// A small delivery of an event type the service models.
-std::string DeliveryBody(const std::string& id) {
-  return absl::StrCat(R"({"id":")", id,
-                      R"(","event":"test.ping",)"
+// A small delivery of `type`, an event type the service models.
+std::string DeliveryBody(const std::string& id,
+                         const std::string& type = "test.ping") {
+  return absl::StrCat(R"({"id":")", id, R"(","event":")", type,
+                      R"(",)"
                       R"("timestamp":"2026-03-01T19:00:00.000Z",)"
                       R"("data":{"message":"process test"}})");
 }
@@ -418,8 +426,10 @@ absl::StatusOr<HttpAnswer> PostSigned(WebhookSender* sender,
 
 // POSTs delivery `id`. Returns its answer; the sender's error when the
 // exchange failed; Internal for a non-2xx status or a malformed answer.
-absl::StatusOr<Ack> Deliver(WebhookSender* sender, const std::string& id) {
-  absl::StatusOr<HttpAnswer> answer = PostSigned(sender, DeliveryBody(id));
+absl::StatusOr<Ack> Deliver(WebhookSender* sender, const std::string& id,
+                            const std::string& type = "test.ping") {
+  absl::StatusOr<HttpAnswer> answer =
+      PostSigned(sender, DeliveryBody(id, type));
   if (!answer.ok()) return answer.status();
   if (answer->status / 100 != 2) {
     return absl::InternalError(
@@ -529,6 +539,102 @@ std::string FirstOrderError(const std::vector<Event>& events, uint64_t first) {
     }
   }
   return "";
+}
+
+// A run of the fanout-subscribe binary, its stdout and stderr going to
+// files. Killed if still running when destroyed.
+class SubscribeProcess {
+ public:
+  // Starts fanout-subscribe with `args`; output files are `prefix`.out and
+  // `prefix`.err.
+  static absl::StatusOr<std::unique_ptr<SubscribeProcess>> Start(
+      const std::string& prefix, const std::vector<std::string>& args) {
+    std::unique_ptr<SubscribeProcess> process(new SubscribeProcess(prefix));
+    std::vector<std::string> all = {kSubscribeBinary};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& arg : all) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO,
+                                     process->out_path_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
+                                     process->err_path_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t no_signals;
+    sigemptyset(&no_signals);
+    posix_spawnattr_setsigmask(&attributes, &no_signals);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+    const int error = posix_spawn(&process->pid_, kSubscribeBinary, &actions,
+                                  &attributes, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    if (error != 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot start ", kSubscribeBinary, ": ", std::strerror(error)));
+    }
+    return process;
+  }
+
+  ~SubscribeProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // The lines printed so far, once at least `count` were, or after 20 s.
+  std::vector<std::string> WaitForLines(size_t count) const {
+    std::vector<std::string> lines;
+    WaitFor(
+        [&] {
+          std::vector<std::string> split =
+              absl::StrSplit(ReadWholeFile(out_path_), '\n', absl::SkipEmpty());
+          lines = std::move(split);
+          return lines.size() >= count;
+        },
+        absl::Seconds(20));
+    return lines;
+  }
+
+  // Waits up to 20 s for the process to exit on its own (after SIGTERM
+  // when `terminate`); returns its exit status, or -1 if it did not exit
+  // (it is then killed).
+  int WaitForExit(bool terminate) {
+    if (terminate) kill(pid_, SIGTERM);
+    int status = 0;
+    const bool exited =
+        WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
+                absl::Seconds(20));
+    if (!exited) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+    return exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  std::string Stderr() const { return ReadWholeFile(err_path_); }
+
+ private:
+  explicit SubscribeProcess(const std::string& prefix)
+      : out_path_(prefix + ".out"), err_path_(prefix + ".err") {}
+
+  pid_t pid_ = -1;
+  const std::string out_path_;
+  const std::string err_path_;
+};
+
+// Writes `text` into a new file at `path` that only its owner may read.
+void WriteSecretFile(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
 }
 
 class ServerProcessTest : public ::testing::Test {
@@ -1311,6 +1417,119 @@ TEST_F(ServerProcessTest, InfoLogCarriesIdsAndNoPayloads) {
        {"jane.smith@example.com", "+1234567890", "forty-two", kSecret}) {
     EXPECT_FALSE(absl::StrContains(log, secret)) << secret << " is logged";
   }
+}
+
+TEST_F(ServerProcessTest, SubscribeBinaryOverMutualTlsSeesOnlyItsGrant) {
+  const std::string tls_dir = root_.path() + "/tls";
+  ASSERT_EQ(mkdir(tls_dir.c_str(), 0700), 0);
+  absl::StatusOr<testing::TestCertificates> certs =
+      testing::TestCertificates::Create(tls_dir);
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  const std::string token = "process-test-token-8c1e5a0f93b2";
+  const std::string tokens_file = root_.path() + "/access-tokens";
+  ASSERT_NO_FATAL_FAILURE(WriteSecretFile(
+      tokens_file, absl::StrCat("tickets ", token, " ticket.*\n")));
+  const std::string token_file = root_.path() + "/token";
+  ASSERT_NO_FATAL_FAILURE(WriteSecretFile(token_file, token + "\n"));
+  const std::string wrong_token_file = root_.path() + "/wrong-token";
+  ASSERT_NO_FATAL_FAILURE(
+      WriteSecretFile(wrong_token_file, "not-the-token-4d2a9c7e1b\n"));
+
+  auto server =
+      StartServer({absl::StrCat("--grpc_tls_cert=", certs->server_cert),
+                   absl::StrCat("--grpc_tls_key=", certs->server_key),
+                   absl::StrCat("--grpc_tls_client_ca=", certs->ca),
+                   absl::StrCat("--access_tokens_file=", tokens_file)});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE(
+      absl::StrContains((*server)->Log(), "grpc_security=mutual_tls"));
+  EXPECT_FALSE(absl::StrContains((*server)->Log(), token));
+
+  WebhookSender sender((*server)->webhook_url(), absl::Seconds(10));
+  for (const auto& [id, type] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"wh_tls-1", "ticket.created"},
+           {"wh_tls-2", "test.ping"},
+           {"wh_tls-3", "ticket.resolved"}}) {
+    absl::StatusOr<Ack> ack = Deliver(&sender, id, type);
+    ASSERT_TRUE(ack.ok()) << ack.status();
+  }
+
+  const std::vector<std::string> tls = {
+      absl::StrCat("--target=", (*server)->grpc_target()),
+      absl::StrCat("--tls_ca_file=", certs->ca),
+      absl::StrCat("--tls_cert_file=", certs->client_cert),
+      absl::StrCat("--tls_key_file=", certs->client_key)};
+  const auto with = [&tls](std::vector<std::string> more) {
+    more.insert(more.begin(), tls.begin(), tls.end());
+    return more;
+  };
+
+  // No pattern: everything the token may read, the ticket events only.
+  auto subscriber = SubscribeProcess::Start(
+      root_.path() + "/subscribe-granted",
+      with({absl::StrCat("--token_file=", token_file), "--from_start"}));
+  ASSERT_TRUE(subscriber.ok()) << subscriber.status();
+  const std::vector<std::string> lines = (*subscriber)->WaitForLines(2);
+  ASSERT_EQ(lines.size(), 2u) << (*subscriber)->Stderr();
+  EXPECT_TRUE(absl::StrContains(lines[0], R"("id":"wh_tls-1")")) << lines[0];
+  EXPECT_TRUE(absl::StrContains(lines[1], R"("id":"wh_tls-3")")) << lines[1];
+  EXPECT_EQ((*subscriber)->WaitForExit(/*terminate=*/true), 0)
+      << (*subscriber)->Stderr();
+
+  // Refusals end the run with exit status 1 at once.
+  const struct {
+    std::string name;
+    std::vector<std::string> args;
+    std::string code;
+  } refusals[] = {
+      {"no-token", with({"ticket.*"}), "UNAUTHENTICATED"},
+      {"wrong-token",
+       with({absl::StrCat("--token_file=", wrong_token_file), "ticket.*"}),
+       "UNAUTHENTICATED"},
+      {"outside-grant",
+       with({absl::StrCat("--token_file=", token_file), "test.ping"}),
+       "PERMISSION_DENIED"},
+  };
+  for (const auto& refusal : refusals) {
+    SCOPED_TRACE(refusal.name);
+    auto refused = SubscribeProcess::Start(
+        absl::StrCat(root_.path(), "/subscribe-", refusal.name), refusal.args);
+    ASSERT_TRUE(refused.ok()) << refused.status();
+    EXPECT_EQ((*refused)->WaitForExit(/*terminate=*/false), 1);
+    EXPECT_TRUE(absl::StrContains((*refused)->Stderr(), refusal.code))
+        << (*refused)->Stderr();
+    EXPECT_TRUE((*refused)->WaitForLines(0).empty());
+  }
+
+  // A key file others may read stops the client before it connects.
+  ASSERT_EQ(chmod(certs->client_key.c_str(), 0644), 0);
+  auto exposed = SubscribeProcess::Start(
+      root_.path() + "/subscribe-exposed-key",
+      with({absl::StrCat("--token_file=", token_file)}));
+  ASSERT_TRUE(exposed.ok()) << exposed.status();
+  EXPECT_EQ((*exposed)->WaitForExit(/*terminate=*/false), 1);
+  EXPECT_TRUE(absl::StrContains((*exposed)->Stderr(), "chmod o-rwx"))
+      << (*exposed)->Stderr();
+  EXPECT_FALSE(absl::StrContains((*server)->Log(), token));
+}
+
+TEST_F(ServerProcessTest, MismatchedTlsKeyStopsTheServerNamingTheFile) {
+  const std::string tls_dir = root_.path() + "/tls";
+  ASSERT_EQ(mkdir(tls_dir.c_str(), 0700), 0);
+  absl::StatusOr<testing::TestCertificates> certs =
+      testing::TestCertificates::Create(tls_dir);
+  ASSERT_TRUE(certs.ok()) << certs.status();
+
+  auto server =
+      StartServer({absl::StrCat("--grpc_tls_cert=", certs->server_cert),
+                   absl::StrCat("--grpc_tls_key=", certs->client_key)});
+
+  ASSERT_FALSE(server.ok());
+  EXPECT_TRUE(absl::StrContains(server.status().message(), "cannot start"))
+      << server.status();
+  EXPECT_TRUE(absl::StrContains(server.status().message(), "--grpc_tls_key"));
+  EXPECT_TRUE(absl::StrContains(server.status().message(), certs->client_key));
 }
 
 }  // namespace
