@@ -62,6 +62,12 @@ ABSL_FLAG(absl::Duration, retention_interval, absl::Minutes(1),
           "How often retention runs.");
 ABSL_FLAG(uint64_t, log_max_batch, 256,
           "Most deliveries committed to the event log in one transaction.");
+ABSL_FLAG(uint64_t, log_checkpoint_bytes, 4 << 20,
+          "Write-ahead log bytes not yet copied into the event log's "
+          "database that start a checkpoint (on a thread of its own).");
+ABSL_FLAG(uint64_t, log_wal_max_bytes, 64 << 20,
+          "Largest the event log's write-ahead log may grow; past it, "
+          "commits wait while a checkpoint starts it over.");
 ABSL_FLAG(uint64_t, hub_window_events, 8192,
           "Recent events kept in memory for subscribers; subscribers further "
           "behind are served from the event log.");
@@ -192,6 +198,8 @@ int main(int argc, char** argv) {
   options.log.retention_interval = absl::GetFlag(FLAGS_retention_interval);
   options.log.max_batch =
       std::max<uint64_t>(1, absl::GetFlag(FLAGS_log_max_batch));
+  options.log.checkpoint_bytes = absl::GetFlag(FLAGS_log_checkpoint_bytes);
+  options.log.wal_max_bytes = absl::GetFlag(FLAGS_log_wal_max_bytes);
   options.service.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.service.replay_batch =
       std::max<uint64_t>(1, absl::GetFlag(FLAGS_replay_batch));

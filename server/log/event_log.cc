@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -46,6 +47,13 @@ int64_t ToMicros(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1000000 + t.nanos() / 1000;
 }
 
+// How long a connection waits for a lock another one holds (a checkpoint
+// restarting the write-ahead log) before the statement fails.
+constexpr absl::Duration kBusyTimeout = absl::Seconds(10);
+
+// Size of a write-ahead log frame beyond its page.
+constexpr int64_t kWalFrameHeaderBytes = 24;
+
 }  // namespace
 
 // One SQLite connection and the statements prepared on it.
@@ -63,13 +71,30 @@ class EventLog::Database {
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
         nullptr);
     if (rc != SQLITE_OK) return Error("open", rc);
-    sqlite3_busy_timeout(db_, 10000);
+    sqlite3_busy_handler(db_, &Database::OnBusy, this);
     absl::Status status = Exec("PRAGMA journal_mode=WAL");
     if (status.ok()) {
       status = Exec(sync == SyncPolicy::kFull ? "PRAGMA synchronous=FULL"
                                               : "PRAGMA synchronous=NORMAL");
     }
+    // Checkpoints run on a thread of their own (EventLog::CheckpointLoop),
+    // never inside a commit.
+    if (status.ok()) status = Exec("PRAGMA wal_autocheckpoint=0");
     return status;
+  }
+
+  // The value of the first column of the first row of `sql`.
+  absl::StatusOr<int64_t> QueryInt(const char* sql) {
+    sqlite3_stmt* s = Prepare(sql);
+    if (s == nullptr) return Error("prepare", SQLITE_ERROR);
+    const int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+      sqlite3_reset(s);
+      return Error(sql, rc);
+    }
+    const int64_t value = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return value;
   }
 
   absl::Status Exec(const char* sql) {
@@ -135,7 +160,20 @@ class EventLog::Database {
   sqlite3* db() { return db_; }
 
  private:
+  // Waits for a lock in short steps: SQLite's own busy timeout sleeps a
+  // millisecond or more at a time, far longer than a commit takes.
+  static int OnBusy(void* arg, int attempt) {
+    Database* self = static_cast<Database*>(arg);
+    const absl::Time now = absl::Now();
+    if (attempt == 0) self->busy_since_ = now;
+    if (now - self->busy_since_ >= kBusyTimeout) return 0;
+    absl::SleepFor(
+        std::min(absl::Microseconds(50) * (attempt + 1), absl::Milliseconds(1)));
+    return 1;
+  }
+
   std::string path_;
+  absl::Time busy_since_;
   sqlite3* db_ = nullptr;
   std::vector<const char*> sqls_;
   std::vector<sqlite3_stmt*> statements_;
@@ -150,6 +188,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       new EventLog(std::move(options), std::move(listener)));
   if (absl::Status status = log->Init(); !status.ok()) return status;
   log->writer_ = std::thread([log = log.get()] { log->WriterLoop(); });
+  log->checkpointer_ =
+      std::thread([log = log.get()] { log->CheckpointLoop(); });
   return log;
 }
 
@@ -217,8 +257,102 @@ absl::Status EventLog::Init() {
   }
   sqlite3_reset(s);
 
+  // The writer reports the size of the write-ahead log after each commit
+  // (OnWalCommit); the checkpointer copies it into the database on its own
+  // connection. After the checkpointer has restarted the WAL, the writer
+  // cuts the file back to wal_max_bytes.
+  absl::StatusOr<int64_t> page_bytes = writer_db_->QueryInt("PRAGMA page_size");
+  if (!page_bytes.ok()) return page_bytes.status();
+  const int64_t frame_bytes = *page_bytes + kWalFrameHeaderBytes;
+  checkpoint_frames_ = static_cast<int>(std::clamp<int64_t>(
+      static_cast<int64_t>(options_.checkpoint_bytes) / frame_bytes, 1,
+      INT32_MAX));
+  max_wal_frames_ = static_cast<int>(std::clamp<int64_t>(
+      static_cast<int64_t>(options_.wal_max_bytes) / frame_bytes,
+      checkpoint_frames_, INT32_MAX));
+  restart_wal_frames_ = std::max(max_wal_frames_ / 4 * 3, 1);
+  status = writer_db_->Exec(
+      absl::StrCat("PRAGMA journal_size_limit=", options_.wal_max_bytes)
+          .c_str());
+  if (!status.ok()) return status;
+  sqlite3_wal_hook(writer_db_->db(), &EventLog::OnWalCommit, this);
+
+  checkpoint_db_ = std::make_unique<Database>();
+  status = checkpoint_db_->Open(path, options_.sync);
+  if (!status.ok()) return status;
   reader_db_ = std::make_unique<Database>();
   return reader_db_->Open(path, options_.sync);
+}
+
+int EventLog::OnWalCommit(void* arg, sqlite3*, const char*, int frames) {
+  EventLog* log = static_cast<EventLog*>(arg);
+  absl::MutexLock lock(&log->checkpoint_mu_);
+  // Fewer frames than were copied: the WAL has started from the beginning.
+  if (frames < log->backfilled_frames_) log->backfilled_frames_ = 0;
+  log->wal_frames_ = frames;
+  if (frames - log->backfilled_frames_ >= log->checkpoint_frames_ ||
+      frames >= log->restart_wal_frames_) {
+    log->checkpoint_due_ = true;
+  }
+  if (frames >= log->max_wal_frames_) log->wal_full_ = true;
+  return SQLITE_OK;
+}
+
+void EventLog::CheckpointLoop() {
+  sqlite3* db = checkpoint_db_->db();
+  absl::Time next_failure_warning = absl::InfinitePast();
+  for (;;) {
+    {
+      absl::MutexLock lock(&checkpoint_mu_);
+      const auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                             checkpoint_mu_) {
+        return checkpoint_due_ || checkpoint_stopping_;
+      };
+      checkpoint_mu_.Await(absl::Condition(&ready));
+      if (checkpoint_stopping_) return;
+      checkpoint_due_ = false;
+    }
+
+    // A passive checkpoint copies what is committed without holding up the
+    // writer. Under steady load it never finishes with the WAL all copied,
+    // so the WAL could not start over and would grow for ever. So once the
+    // WAL is large, a restart follows: it takes the write lock (commits
+    // wait), waits for readers to let go, copies the few frames committed
+    // since the passive pass, and makes the next commit start the WAL
+    // afresh. Should the checkpointer fall behind, the writer itself stops
+    // at the limit (AwaitWalRoom).
+    int wal_frames = 0;
+    int copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                       &wal_frames, &copied);
+    if (rc == SQLITE_OK && wal_frames >= restart_wal_frames_) {
+      rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART,
+                                     &wal_frames, &copied);
+      if (rc == SQLITE_OK) wal_restarts_.fetch_add(1);
+    }
+    checkpoints_.fetch_add(1);
+    if (rc != SQLITE_OK && absl::Now() >= next_failure_warning) {
+      // The writer goes on; the next commit asks again.
+      spdlog::warn("event log checkpoint failed: {}", sqlite3_errmsg(db));
+      next_failure_warning = absl::Now() + absl::Seconds(10);
+    }
+
+    absl::MutexLock lock(&checkpoint_mu_);
+    wal_full_ = false;
+    if (rc != SQLITE_OK) continue;
+    if (copied > 0 && copied <= wal_frames_) backfilled_frames_ = copied;
+    if (wal_frames_ - backfilled_frames_ >= checkpoint_frames_) {
+      checkpoint_due_ = true;
+    }
+  }
+}
+
+void EventLog::AwaitWalRoom() {
+  absl::MutexLock lock(&checkpoint_mu_);
+  const auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(checkpoint_mu_) {
+    return !wal_full_ || checkpoint_stopping_;
+  };
+  checkpoint_mu_.Await(absl::Condition(&room));
 }
 
 EventLog::~EventLog() {
@@ -227,6 +361,11 @@ EventLog::~EventLog() {
     stopping_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&checkpoint_mu_);
+    checkpoint_stopping_ = true;
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
   if (lock_fd_ >= 0) close(lock_fd_);
 }
 
@@ -270,6 +409,7 @@ void EventLog::WriterLoop() {
 }
 
 void EventLog::CommitBatch(std::vector<Pending>* batch) {
+  AwaitWalRoom();
   absl::MutexLock writer_lock(&writer_mu_);
   Database& db = *writer_db_;
 
@@ -528,6 +668,7 @@ absl::Status EventLog::EnforceRetention(absl::Time now) {
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db.Error("scan", rc);
     if (through < 0) return absl::OkStatus();
 
+    AwaitWalRoom();
     absl::Status status = db.Exec("BEGIN IMMEDIATE");
     sqlite3_stmt* del = db.Prepare("DELETE FROM events WHERE sequence <= ?1");
     if (status.ok() && del == nullptr) {

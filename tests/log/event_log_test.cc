@@ -944,11 +944,13 @@ TEST_F(EventLogTest, ClosingCompletesQueuedAppends) {
 }
 
 TEST_F(EventLogTest, WriteAheadLogStaysBoundedAsEventsAccumulate) {
-  // Four times SQLite's default checkpoint threshold (1000 pages of 4 KiB),
-  // with duplicates, whose look-ups must not pin the WAL either.
+  // Sixteen times the WAL's limit, with duplicates, whose look-ups must not
+  // pin the WAL either.
   constexpr int kRounds = 4;
   constexpr int kPerRound = 1000;
   constexpr size_t kBodyBytes = 4000;
+  options_.checkpoint_bytes = 256 << 10;
+  options_.wal_max_bytes = 1 << 20;
   std::unique_ptr<EventLog> log = OpenLog();
   ASSERT_NE(log, nullptr);
   for (int round = 0; round < kRounds; ++round) {
@@ -975,6 +977,7 @@ TEST_F(EventLogTest, WriteAheadLogStaysBoundedAsEventsAccumulate) {
       std::filesystem::file_size(DatabasePath() + "-wal");
   EXPECT_LT(wal_bytes, written / 2);
   EXPECT_GT(std::filesystem::file_size(DatabasePath()), written / 2);
+  EXPECT_GT(log->checkpoints(), 0u);
 }
 
 TEST(EventLogLockTest, SecondLogOnTheSameDirectoryIsRefused) {
