@@ -21,26 +21,53 @@ using staffify::fanout::v1::Event;
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
+// Deliveries are found by a 64-bit hash of their id (id_hash), confirmed by
+// the id itself: an index of small integers is cheaper to keep than one of
+// the ids' text, into which every insert lands at a random place.
 constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE events (
   sequence       INTEGER PRIMARY KEY,
-  delivery_id    TEXT    NOT NULL UNIQUE,
+  id_hash        INTEGER NOT NULL,
+  delivery_id    TEXT    NOT NULL,
   event_type     TEXT    NOT NULL,
   received_at_us INTEGER NOT NULL,
   event          BLOB    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at_us);
-CREATE TABLE IF NOT EXISTS meta (
+CREATE INDEX events_by_id_hash ON events (id_hash);
+CREATE INDEX events_by_received_at ON events (received_at_us);
+CREATE TABLE meta (
   key   TEXT    PRIMARY KEY,
   value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES
-  ('schema_version', 1),
+INSERT INTO meta (key, value) VALUES
+  ('schema_version', 2),
   ('last_sequence', 0),
   ('trimmed_through', 0),
   ('trimmed_received_at_us', -9223372036854775808);
+)sql";
+
+// From version 1, whose events table had `delivery_id TEXT UNIQUE` and no
+// id_hash. SQLite cannot drop a UNIQUE constraint, so the table is copied.
+constexpr const char* kUpgradeFrom1 = R"sql(
+CREATE TABLE events_v2 (
+  sequence       INTEGER PRIMARY KEY,
+  id_hash        INTEGER NOT NULL,
+  delivery_id    TEXT    NOT NULL,
+  event_type     TEXT    NOT NULL,
+  received_at_us INTEGER NOT NULL,
+  event          BLOB    NOT NULL
+);
+INSERT INTO events_v2
+  SELECT sequence, fanout_id_hash(delivery_id), delivery_id, event_type,
+         received_at_us, event
+  FROM events ORDER BY sequence;
+DROP TABLE events;
+ALTER TABLE events_v2 RENAME TO events;
+CREATE INDEX events_by_id_hash ON events (id_hash);
+CREATE INDEX events_by_received_at ON events (received_at_us);
+UPDATE meta SET value = 2 WHERE key = 'schema_version';
 )sql";
 
 int64_t ToMicros(const google::protobuf::Timestamp& t) {
@@ -55,6 +82,20 @@ constexpr absl::Duration kBusyTimeout = absl::Seconds(10);
 constexpr int64_t kWalFrameHeaderBytes = 24;
 
 }  // namespace
+
+uint64_t HashDeliveryId(absl::string_view id) {
+  uint64_t hash = 0xcbf29ce484222325u;
+  for (const char c : id) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3u;
+  }
+  hash ^= hash >> 33;
+  hash *= 0xff51afd7ed558ccdu;
+  hash ^= hash >> 33;
+  hash *= 0xc4ceb9fe1a85ec53u;
+  hash ^= hash >> 33;
+  return hash;
+}
 
 // One SQLite connection and the statements prepared on it.
 class EventLog::Database {
@@ -158,6 +199,7 @@ class EventLog::Database {
   }
 
   sqlite3* db() { return db_; }
+  const std::string& path() const { return path_; }
 
  private:
   // Waits for a lock in short steps: SQLite's own busy timeout sleeps a
@@ -216,16 +258,8 @@ absl::Status EventLog::Init() {
 
   writer_db_ = std::make_unique<Database>();
   absl::Status status = writer_db_->Open(path, options_.sync);
-  if (status.ok()) status = writer_db_->Exec(kSchema);
+  if (status.ok()) status = CreateOrUpgradeSchema();
   if (!status.ok()) return status;
-
-  absl::StatusOr<int64_t> version = writer_db_->Meta("schema_version");
-  if (!version.ok()) return version.status();
-  if (*version != kSchemaVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("event log ", path, " has schema version ", *version,
-                     "; this build reads version ", kSchemaVersion));
-  }
 
   absl::StatusOr<int64_t> last = writer_db_->Meta("last_sequence");
   absl::StatusOr<int64_t> trimmed_received =
@@ -282,6 +316,56 @@ absl::Status EventLog::Init() {
   if (!status.ok()) return status;
   reader_db_ = std::make_unique<Database>();
   return reader_db_->Open(path, options_.sync);
+}
+
+absl::Status EventLog::CreateOrUpgradeSchema() {
+  Database& db = *writer_db_;
+  // The upgrade computes id_hash in SQL.
+  const int rc = sqlite3_create_function_v2(
+      db.db(), "fanout_id_hash", 1,
+      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+      this,
+      [](sqlite3_context* context, int, sqlite3_value** args) {
+        const auto* log = static_cast<const EventLog*>(sqlite3_user_data(context));
+        const absl::string_view id(
+            reinterpret_cast<const char*>(sqlite3_value_text(args[0])),
+            static_cast<size_t>(sqlite3_value_bytes(args[0])));
+        sqlite3_result_int64(context, static_cast<int64_t>(log->IdHash(id)));
+      },
+      nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return db.Error("register fanout_id_hash", rc);
+
+  // One transaction: a crash leaves either the old schema or the new.
+  absl::Status status = db.Exec("BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+  absl::StatusOr<int64_t> tables = db.QueryInt(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
+      " name IN ('events', 'meta')");
+  if (!tables.ok()) {
+    status = tables.status();
+  } else if (*tables == 0) {
+    status = db.Exec(kSchema);
+  } else {
+    absl::StatusOr<int64_t> version = db.Meta("schema_version");
+    if (!version.ok()) {
+      status = version.status();
+    } else if (*version == 1) {
+      absl::StatusOr<int64_t> events = db.QueryInt("SELECT count(*) FROM events");
+      spdlog::info(
+          "event log {}: upgrading schema version 1 to {} ({} events)...",
+          db.path(), kSchemaVersion, events.ok() ? *events : -1);
+      status = db.Exec(kUpgradeFrom1);
+      if (status.ok()) spdlog::info("event log {}: upgraded", db.path());
+    } else if (*version != kSchemaVersion) {
+      status = absl::FailedPreconditionError(absl::StrCat(
+          "event log ", db.path(), " has schema version ", *version,
+          "; this build reads versions 1 (upgrading it) and ",
+          kSchemaVersion));
+    }
+  }
+  if (status.ok()) status = db.Exec("COMMIT");
+  if (!status.ok()) db.Exec("ROLLBACK").IgnoreError();
+  return status;
 }
 
 int EventLog::OnWalCommit(void* arg, sqlite3*, const char*, int frames) {
@@ -437,65 +521,73 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
       event.mutable_received_at()->set_seconds(received_us / 1000000);
       event.mutable_received_at()->set_nanos(received_us % 1000000 * 1000);
     }
+    // A delivery id already in the log (including earlier in this batch)
+    // is a retry of a delivery already kept.
+    const int64_t id_hash = static_cast<int64_t>(IdHash(event.id()));
+    sqlite3_stmt* lookup = db.Prepare(
+        "SELECT sequence, delivery_id, event FROM events WHERE id_hash = ?1");
+    if (lookup == nullptr) {
+      status = db.Error("prepare lookup", SQLITE_ERROR);
+      break;
+    }
+    sqlite3_bind_int64(lookup, 1, id_hash);
+    int rc;
+    bool duplicate = false;
+    while ((rc = sqlite3_step(lookup)) == SQLITE_ROW) {
+      const absl::string_view stored_id(
+          reinterpret_cast<const char*>(sqlite3_column_text(lookup, 1)),
+          static_cast<size_t>(sqlite3_column_bytes(lookup, 1)));
+      if (stored_id != event.id()) continue;  // Another id, same hash.
+      AppendResult result;
+      result.duplicate = true;
+      result.sequence = static_cast<uint64_t>(sqlite3_column_int64(lookup, 0));
+      Event original;
+      original.ParseFromArray(sqlite3_column_blob(lookup, 2),
+                              sqlite3_column_bytes(lookup, 2));
+      result.differs = original.raw_body() != event.raw_body();
+      results.push_back(result);
+      duplicate = true;
+      break;
+    }
+    sqlite3_reset(lookup);  // Or its read would outlive the commit (see Meta).
+    if (!duplicate && rc != SQLITE_DONE) {
+      status = db.Error("look up delivery id", rc);
+      break;
+    }
+    if (duplicate) continue;
+
     event.set_sequence(last + 1);
     const std::string blob = event.SerializeAsString();
-
     sqlite3_stmt* insert = db.Prepare(
-        "INSERT INTO events (sequence, delivery_id, event_type,"
-        " received_at_us, event) VALUES (?1, ?2, ?3, ?4, ?5)"
-        " ON CONFLICT (delivery_id) DO NOTHING");
+        "INSERT INTO events (sequence, id_hash, delivery_id, event_type,"
+        " received_at_us, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (insert == nullptr) {
       status = db.Error("prepare insert", SQLITE_ERROR);
       break;
     }
     sqlite3_bind_int64(insert, 1, static_cast<int64_t>(last + 1));
-    sqlite3_bind_text(insert, 2, event.id().data(),
+    sqlite3_bind_int64(insert, 2, id_hash);
+    sqlite3_bind_text(insert, 3, event.id().data(),
                       static_cast<int>(event.id().size()), SQLITE_STATIC);
-    sqlite3_bind_text(insert, 3, event.event_type().data(),
+    sqlite3_bind_text(insert, 4, event.event_type().data(),
                       static_cast<int>(event.event_type().size()),
                       SQLITE_STATIC);
-    sqlite3_bind_int64(insert, 4, received_us);
-    sqlite3_bind_blob(insert, 5, blob.data(), static_cast<int>(blob.size()),
+    sqlite3_bind_int64(insert, 5, received_us);
+    sqlite3_bind_blob(insert, 6, blob.data(), static_cast<int>(blob.size()),
                       SQLITE_STATIC);
-    const int rc = sqlite3_step(insert);
+    rc = sqlite3_step(insert);
     if (rc != SQLITE_DONE) {
       status = db.Error("insert", rc);
       break;
     }
 
-    if (sqlite3_changes(db.db()) == 1) {
-      ++last;
-      last_received_us = received_us;
-      added_bytes += blob.size();
-      AppendResult result;
-      result.sequence = last;
-      results.push_back(result);
-      committed.push_back(std::make_shared<const Event>(std::move(event)));
-      continue;
-    }
-
-    // The delivery id is taken: a retry of a delivery already kept.
-    sqlite3_stmt* lookup =
-        db.Prepare("SELECT sequence, event FROM events WHERE delivery_id = ?1");
-    if (lookup == nullptr) {
-      status = db.Error("prepare lookup", SQLITE_ERROR);
-      break;
-    }
-    sqlite3_bind_text(lookup, 1, event.id().data(),
-                      static_cast<int>(event.id().size()), SQLITE_STATIC);
-    if (sqlite3_step(lookup) != SQLITE_ROW) {
-      status = db.Error("look up duplicate", SQLITE_ERROR);
-      break;
-    }
+    ++last;
+    last_received_us = received_us;
+    added_bytes += blob.size();
     AppendResult result;
-    result.duplicate = true;
-    result.sequence = static_cast<uint64_t>(sqlite3_column_int64(lookup, 0));
-    Event original;
-    original.ParseFromArray(sqlite3_column_blob(lookup, 1),
-                            sqlite3_column_bytes(lookup, 1));
-    result.differs = original.raw_body() != event.raw_body();
-    sqlite3_reset(lookup);  // Or its read would outlive the commit (see Meta).
+    result.sequence = last;
     results.push_back(result);
+    committed.push_back(std::make_shared<const Event>(std::move(event)));
   }
   if (status.ok()) status = db.SetMeta("last_sequence", last);
   if (status.ok()) status = db.Exec("COMMIT");

@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "staffify/fanout/v1/fanout.pb.h"
@@ -39,6 +40,11 @@ enum class SyncPolicy {
   // fsync every commit (synchronous=FULL). Survives power loss too.
   kFull,
 };
+
+// The 64-bit hash by which the log finds a delivery id (FNV-1a of its
+// bytes, then MurmurHash3's 64-bit finalizer). Stored in the log, so it must
+// never change for a schema version.
+uint64_t HashDeliveryId(absl::string_view id);
 
 struct EventLogOptions {
   // Folder holding the database (created if missing).
@@ -61,6 +67,9 @@ struct EventLogOptions {
   // limit, commits wait until it has. The file is then cut back to this
   // size.
   uint64_t wal_max_bytes = 64 << 20;
+  // For tests, to force hash collisions: replaces HashDeliveryId. A log must
+  // be opened with the same function every time.
+  std::function<uint64_t(absl::string_view)> id_hash;
 };
 
 // What an append did.
@@ -142,6 +151,11 @@ class EventLog {
   EventLog(EventLogOptions options, CommitListener listener);
 
   absl::Status Init();
+  // Creates the tables in a new database, or upgrades an older schema.
+  absl::Status CreateOrUpgradeSchema();
+  uint64_t IdHash(absl::string_view id) const {
+    return options_.id_hash ? options_.id_hash(id) : HashDeliveryId(id);
+  }
   void WriterLoop();
   // Copies the write-ahead log into the database when the writer asks for
   // it, on checkpointer_.

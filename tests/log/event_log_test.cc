@@ -903,7 +903,7 @@ TEST_F(EventLogTest, OpenFailsOnAnotherSchemaVersion) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(DatabasePath().c_str(), &db), SQLITE_OK);
   const int rc =
-      sqlite3_exec(db, "UPDATE meta SET value = 2 WHERE key = 'schema_version'",
+      sqlite3_exec(db, "UPDATE meta SET value = 3 WHERE key = 'schema_version'",
                    nullptr, nullptr, nullptr);
   const int changed = sqlite3_changes(db);
   sqlite3_close(db);
@@ -915,7 +915,152 @@ TEST_F(EventLogTest, OpenFailsOnAnotherSchemaVersion) {
 
   ASSERT_FALSE(log.ok());
   EXPECT_EQ(log.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(log.status().message(), HasSubstr("schema version 2"));
+  EXPECT_THAT(log.status().message(), HasSubstr("schema version 3"));
+}
+
+// Runs `sql` on the database at `path`; returns SQLite's result code.
+int ExecSql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open(path.c_str(), &db);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return rc;
+}
+
+// The first column of the first row of `sql` on the database at `path`.
+int64_t QuerySql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  int64_t value = -1;
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK &&
+      sqlite3_step(statement) == SQLITE_ROW) {
+    value = sqlite3_column_int64(statement, 0);
+  }
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  return value;
+}
+
+TEST_F(EventLogTest, LogOfSchemaVersionOneIsUpgradedInPlace) {
+  // A log as the first schema left it: ids unique by a text index, three
+  // events kept (sequences 2..4; 1 was deleted by retention).
+  std::filesystem::create_directories(options_.data_dir);
+  ASSERT_EQ(ExecSql(DatabasePath(), R"sql(
+    PRAGMA journal_mode=WAL;
+    CREATE TABLE events (
+      sequence       INTEGER PRIMARY KEY,
+      delivery_id    TEXT    NOT NULL UNIQUE,
+      event_type     TEXT    NOT NULL,
+      received_at_us INTEGER NOT NULL,
+      event          BLOB    NOT NULL);
+    CREATE INDEX events_by_received_at ON events (received_at_us);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('schema_version', 1),
+      ('last_sequence', 4), ('trimmed_through', 1),
+      ('trimmed_received_at_us', 7258118400000000);
+  )sql"), SQLITE_OK);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(DatabasePath().c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* insert = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5)",
+                                 -1, &insert, nullptr),
+              SQLITE_OK);
+    for (int sequence = 2; sequence <= 4; ++sequence) {
+      Event event = MakeEvent(absl::StrCat("old-", sequence), "ticket.created",
+                              kBase + absl::Seconds(sequence));
+      event.set_sequence(sequence);
+      const std::string blob = event.SerializeAsString();
+      sqlite3_bind_int64(insert, 1, sequence);
+      sqlite3_bind_text(insert, 2, event.id().c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 3, "ticket.created", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(insert, 4, absl::ToUnixMicros(ReceivedAt(event)));
+      sqlite3_bind_blob(insert, 5, blob.data(), static_cast<int>(blob.size()),
+                        SQLITE_TRANSIENT);
+      ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+      sqlite3_reset(insert);
+    }
+    sqlite3_finalize(insert);
+    sqlite3_close(db);
+  }
+
+  {
+    std::unique_ptr<EventLog> log = OpenLog();
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->range().first, 2u);
+    EXPECT_EQ(log->range().last, 4u);
+    const std::vector<EventPtr> stored = ReadAll(log.get());
+    EXPECT_THAT(SequencesOf(stored), ElementsAre(2, 3, 4));
+    ASSERT_EQ(stored.size(), 3u);
+    EXPECT_EQ(stored[1]->id(), "old-3");
+
+    // Ids stored before the upgrade are still found.
+    absl::StatusOr<AppendResult> retry =
+        AppendAndWait(log.get(), MakeEvent("old-3"));
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(retry->duplicate);
+    EXPECT_EQ(retry->sequence, 3u);
+    EXPECT_THAT(AppendAll(log.get(), {MakeEvent("new")}), ElementsAre(5));
+  }
+
+  EXPECT_EQ(QuerySql(DatabasePath(),
+                     "SELECT value FROM meta WHERE key = 'schema_version'"),
+            2);
+  // The text index on delivery_id is gone; the hash index took its place.
+  EXPECT_EQ(QuerySql(DatabasePath(),
+                     "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                     " AND tbl_name = 'events' AND name LIKE 'sqlite_auto%'"),
+            0);
+  EXPECT_EQ(QuerySql(DatabasePath(),
+                     "SELECT count(*) FROM events WHERE id_hash = 0"),
+            0);
+  std::unique_ptr<EventLog> reopened = OpenLog();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->range().last, 5u);
+}
+
+TEST_F(EventLogTest, DeliveryIdsWhoseHashesCollideAreToldApartByTheirIds) {
+  // Every id hashes alike, so the id itself decides.
+  options_.id_hash = [](absl::string_view) { return uint64_t{42}; };
+  {
+    std::unique_ptr<EventLog> log = OpenLog();
+    ASSERT_NE(log, nullptr);
+    EXPECT_THAT(AppendAll(log.get(), {MakeEvent("a"), MakeEvent("b")}),
+                ElementsAre(1, 2));
+
+    absl::StatusOr<AppendResult> retry =
+        AppendAndWait(log.get(), MakeEvent("b"));
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(retry->duplicate);
+    EXPECT_EQ(retry->sequence, 2u);
+    absl::StatusOr<AppendResult> fresh =
+        AppendAndWait(log.get(), MakeEvent("c"));
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    EXPECT_FALSE(fresh->duplicate);
+    EXPECT_EQ(fresh->sequence, 3u);
+  }
+
+  std::unique_ptr<EventLog> log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  absl::StatusOr<AppendResult> retry = AppendAndWait(log.get(), MakeEvent("a"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->sequence, 1u);
+  const std::vector<EventPtr> stored = ReadAll(log.get());
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[0]->id(), "a");
+  EXPECT_EQ(stored[1]->id(), "b");
+  EXPECT_EQ(stored[2]->id(), "c");
+  EXPECT_EQ(log->duplicates(), 1u);
+}
+
+TEST(HashDeliveryIdTest, IsTheDocumentedFunction) {
+  // Stored in every log: a change here needs a new schema version.
+  EXPECT_EQ(HashDeliveryId(""), 0xefd01f60ba992926u);
+  EXPECT_EQ(HashDeliveryId("wh_a1b2c3d4-e5f6-7890-abcd-ef1234567890"),
+            0xff254953dccc64e8u);
 }
 
 TEST_F(EventLogTest, ClosingCompletesQueuedAppends) {
