@@ -209,8 +209,8 @@ class EventLog::Database {
     const absl::Time now = absl::Now();
     if (attempt == 0) self->busy_since_ = now;
     if (now - self->busy_since_ >= kBusyTimeout) return 0;
-    absl::SleepFor(
-        std::min(absl::Microseconds(50) * (attempt + 1), absl::Milliseconds(1)));
+    absl::SleepFor(std::min(absl::Microseconds(50) * (attempt + 1),
+                            absl::Milliseconds(1)));
     return 1;
   }
 
@@ -323,10 +323,10 @@ absl::Status EventLog::CreateOrUpgradeSchema() {
   // The upgrade computes id_hash in SQL.
   const int rc = sqlite3_create_function_v2(
       db.db(), "fanout_id_hash", 1,
-      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
-      this,
+      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, this,
       [](sqlite3_context* context, int, sqlite3_value** args) {
-        const auto* log = static_cast<const EventLog*>(sqlite3_user_data(context));
+        const auto* log =
+            static_cast<const EventLog*>(sqlite3_user_data(context));
         const absl::string_view id(
             reinterpret_cast<const char*>(sqlite3_value_text(args[0])),
             static_cast<size_t>(sqlite3_value_bytes(args[0])));
@@ -350,7 +350,8 @@ absl::Status EventLog::CreateOrUpgradeSchema() {
     if (!version.ok()) {
       status = version.status();
     } else if (*version == 1) {
-      absl::StatusOr<int64_t> events = db.QueryInt("SELECT count(*) FROM events");
+      absl::StatusOr<int64_t> events =
+          db.QueryInt("SELECT count(*) FROM events");
       spdlog::info(
           "event log {}: upgrading schema version 1 to {} ({} events)...",
           db.path(), kSchemaVersion, events.ok() ? *events : -1);
@@ -359,8 +360,7 @@ absl::Status EventLog::CreateOrUpgradeSchema() {
     } else if (*version != kSchemaVersion) {
       status = absl::FailedPreconditionError(absl::StrCat(
           "event log ", db.path(), " has schema version ", *version,
-          "; this build reads versions 1 (upgrading it) and ",
-          kSchemaVersion));
+          "; this build reads versions 1 (upgrading it) and ", kSchemaVersion));
     }
   }
   if (status.ok()) status = db.Exec("COMMIT");
@@ -388,11 +388,10 @@ void EventLog::CheckpointLoop() {
   for (;;) {
     {
       absl::MutexLock lock(&checkpoint_mu_);
-      const auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                             checkpoint_mu_) {
+      const auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(checkpoint_mu_) {
         return checkpoint_due_ || checkpoint_stopping_;
       };
-      checkpoint_mu_.Await(absl::Condition(&ready));
+      checkpoint_mu_.Await(absl::Condition(&due));
       if (checkpoint_stopping_) return;
       checkpoint_due_ = false;
     }

@@ -162,8 +162,7 @@ class EventLog {
   void CheckpointLoop();
   // Called by SQLite on the writer thread after each commit, with the
   // number of frames in the write-ahead log.
-  static int OnWalCommit(void* log, sqlite3* db, const char* name,
-                         int frames);
+  static int OnWalCommit(void* log, sqlite3* db, const char* name, int frames);
   // Returns once the write-ahead log is below its limit, or restarting.
   void AwaitWalRoom();
   // Commits `batch` in one transaction and completes its appends.

@@ -945,8 +945,7 @@ int64_t QuerySql(const std::string& path, const char* sql) {
 TEST_F(EventLogTest, LogOfSchemaVersionOneIsUpgradedInPlace) {
   // A log as the first schema left it: ids unique by a text index, three
   // events kept (sequences 2..4; 1 was deleted by retention).
-  std::filesystem::create_directories(options_.data_dir);
-  ASSERT_EQ(ExecSql(DatabasePath(), R"sql(
+  constexpr const char* kVersionOneSchema = R"sql(
     PRAGMA journal_mode=WAL;
     CREATE TABLE events (
       sequence       INTEGER PRIMARY KEY,
@@ -959,15 +958,17 @@ TEST_F(EventLogTest, LogOfSchemaVersionOneIsUpgradedInPlace) {
     INSERT INTO meta (key, value) VALUES ('schema_version', 1),
       ('last_sequence', 4), ('trimmed_through', 1),
       ('trimmed_received_at_us', 7258118400000000);
-  )sql"), SQLITE_OK);
+  )sql";
+  std::filesystem::create_directories(options_.data_dir);
+  ASSERT_EQ(ExecSql(DatabasePath(), kVersionOneSchema), SQLITE_OK);
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(DatabasePath().c_str(), &db), SQLITE_OK);
     sqlite3_stmt* insert = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db,
-                                 "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5)",
-                                 -1, &insert, nullptr),
-              SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_prepare_v2(db, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &insert, nullptr),
+        SQLITE_OK);
     for (int sequence = 2; sequence <= 4; ++sequence) {
       Event event = MakeEvent(absl::StrCat("old-", sequence), "ticket.created",
                               kBase + absl::Seconds(sequence));
@@ -1013,9 +1014,9 @@ TEST_F(EventLogTest, LogOfSchemaVersionOneIsUpgradedInPlace) {
                      "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                      " AND tbl_name = 'events' AND name LIKE 'sqlite_auto%'"),
             0);
-  EXPECT_EQ(QuerySql(DatabasePath(),
-                     "SELECT count(*) FROM events WHERE id_hash = 0"),
-            0);
+  EXPECT_EQ(
+      QuerySql(DatabasePath(), "SELECT count(*) FROM events WHERE id_hash = 0"),
+      0);
   std::unique_ptr<EventLog> reopened = OpenLog();
   ASSERT_NE(reopened, nullptr);
   EXPECT_EQ(reopened->range().last, 5u);
