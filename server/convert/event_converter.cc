@@ -122,13 +122,21 @@ void EventConverter::LimitSize(Event* event) const {
 absl::StatusOr<Event> EventConverter::Convert(absl::string_view body) const {
   boost::json::parse_options parse_options;
   parse_options.max_depth = options_.max_json_depth;
+  // The parsed document lives only while this call converts it: it is
+  // allocated from buffers on the stack (then from blocks freed together),
+  // not node by node from the heap.
+  unsigned char parser_buffer[1024];
+  unsigned char value_buffer[4096];
+  boost::json::monotonic_resource resource(value_buffer, sizeof value_buffer);
+  boost::json::parser parser(boost::json::storage_ptr(), parse_options,
+                             parser_buffer, sizeof parser_buffer);
+  parser.reset(&resource);
   boost::json::error_code ec;
-  boost::json::value root =
-      boost::json::parse(boost::json::string_view(body.data(), body.size()), ec,
-                         boost::json::storage_ptr(), parse_options);
+  parser.write(boost::json::string_view(body.data(), body.size()), ec);
   if (ec) {
     return Invalid(absl::StrCat("body is not valid JSON: ", ec.message()));
   }
+  const boost::json::value root = parser.release();
   if (!root.is_object()) {
     return Invalid("body must be a JSON object");
   }

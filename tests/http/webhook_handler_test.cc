@@ -210,6 +210,35 @@ TEST_F(WebhookHandlerTest, QueryStringOnWebhookPathIsAccepted) {
   EXPECT_EQ(hub_.last_sequence(), 1u);
 }
 
+TEST_F(WebhookHandlerTest, AnswersAreExactlyTheDocumentedJson) {
+  // The common answer is written without a JSON library; it must be the
+  // same bytes that one writes, including for ids that need escaping.
+  const HttpResponse plain =
+      Handle(PostJson(Delivery("wh_plain/é-1", "test.ping")));
+  EXPECT_EQ(plain.result(), http::status::ok);
+  EXPECT_EQ(ContentTypeOf(plain), "application/json");
+  EXPECT_EQ(plain.body(),
+            R"({"status":"accepted","sequence":1,"id":"wh_plain/é-1",)"
+            R"("event":"test.ping"})"
+            "\n");
+
+  const HttpResponse retry =
+      Handle(PostJson(Delivery("wh_plain/é-1", "test.ping")));
+  EXPECT_EQ(retry.body(),
+            R"({"status":"duplicate","sequence":1,"id":"wh_plain/é-1",)"
+            R"("event":"test.ping"})"
+            "\n");
+
+  const HttpResponse quoted =
+      Handle(PostJson(Delivery(R"(wh_\"quoted\"\\)", "test.ping")));
+  EXPECT_EQ(quoted.result(), http::status::ok) << quoted.body();
+  EXPECT_EQ(quoted.body(),
+            R"({"status":"accepted","sequence":2,"id":"wh_\"quoted\"\\",)"
+            R"("event":"test.ping"})"
+            "\n");
+  EXPECT_EQ(StringMember(ParseJson(quoted.body()), "id"), R"(wh_"quoted"\)");
+}
+
 TEST_F(WebhookHandlerTest, OtherPathsAreNotFound) {
   for (const std::string target :
        {"/", "/webhooks/x", "/webhook", "/webhooks/", "/api/webhooks"}) {
