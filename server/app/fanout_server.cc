@@ -102,9 +102,7 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   EventHub* hub = &server->hub_;
   absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(
       server->options_.log,
-      [hub](
-          const std::vector<std::shared_ptr<const staffify::fanout::v1::Event>>&
-              events) {
+      [hub](const std::vector<std::shared_ptr<const StoredEvent>>& events) {
         for (const auto& event : events) hub->Publish(event);
       });
   if (!log.ok()) {

@@ -6,9 +6,16 @@
 // stream keeps at most one write in flight and pulls the next event when it
 // completes, so a slow client only holds back its own stream, and whatever
 // it has not read stays in the log rather than in memory.
+//
+// Events are sent as the bytes the log stored (StoredEvent), framed as a
+// SubscribeResponse without being parsed or serialized again: the method is
+// registered raw, on grpc::ByteBuffer. Events already waiting for a stream
+// are written with a buffer hint, so that gRPC sends them together.
 
 #ifndef FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
 #define FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
+
+#include <grpcpp/support/byte_buffer.h>
 
 #include <cstddef>
 #include <optional>
@@ -40,16 +47,19 @@ struct FanoutServiceOptions {
 };
 
 class FanoutService final
-    : public staffify::fanout::v1::Fanout::CallbackService {
+    : public staffify::fanout::v1::Fanout::WithRawCallbackMethod_Subscribe<
+          staffify::fanout::v1::Fanout::Service> {
  public:
   // `hub`, `log` and `metrics` (which may be null) must outlive the service
   // and every stream it started.
   FanoutService(EventHub* hub, EventLog* log, Metrics* metrics = nullptr,
                 FanoutServiceOptions options = {});
 
-  grpc::ServerWriteReactor<staffify::fanout::v1::SubscribeResponse>* Subscribe(
+  // Subscribe, on the wire format: `request` is a SubscribeRequest, and the
+  // stream writes SubscribeResponses.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Subscribe(
       grpc::CallbackServerContext* context,
-      const staffify::fanout::v1::SubscribeRequest* request) override;
+      const grpc::ByteBuffer* request) override;
 
   // Returns the sequence a stream starting at `start` begins after, or
   // nullopt for "new events only"; OutOfRange, naming the valid range, for

@@ -13,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -505,7 +507,7 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
   }
 
   std::vector<absl::StatusOr<AppendResult>> results;
-  std::vector<std::shared_ptr<const Event>> committed;
+  std::vector<std::shared_ptr<const StoredEvent>> committed;
   uint64_t added_bytes = 0;
   absl::Status status = db.Exec("BEGIN IMMEDIATE");
   for (Pending& pending : *batch) {
@@ -556,7 +558,7 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
     if (duplicate) continue;
 
     event.set_sequence(last + 1);
-    const std::string blob = event.SerializeAsString();
+    std::string blob = event.SerializeAsString();
     sqlite3_stmt* insert = db.Prepare(
         "INSERT INTO events (sequence, id_hash, delivery_id, event_type,"
         " received_at_us, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
@@ -586,7 +588,9 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
     AppendResult result;
     result.sequence = last;
     results.push_back(result);
-    committed.push_back(std::make_shared<const Event>(std::move(event)));
+    // The bytes just stored are the bytes every subscriber is sent.
+    committed.push_back(std::make_shared<const StoredEvent>(
+        last, std::move(*event.mutable_event_type()), std::move(blob)));
   }
   if (status.ok()) status = db.SetMeta("last_sequence", last);
   if (status.ok()) status = db.Exec("COMMIT");
@@ -624,7 +628,8 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
 absl::Status EventLog::Read(
     uint64_t after, size_t limit, size_t limit_bytes,
     const std::function<bool(const std::string& event_type)>& matches,
-    std::vector<std::shared_ptr<const Event>>* out, uint64_t* scanned_through) {
+    std::vector<std::shared_ptr<const StoredEvent>>* out,
+    uint64_t* scanned_through) {
   constexpr int kChunk = 512;
   *scanned_through = after;
   absl::MutexLock lock(&reader_mu_);
@@ -650,19 +655,25 @@ absl::Status EventLog::Read(
     while (!full() && (rc = sqlite3_step(s)) == SQLITE_ROW) {
       ++rows;
       *scanned_through = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
-      const std::string type(
-          reinterpret_cast<const char*>(sqlite3_column_text(s, 1)),
-          sqlite3_column_bytes(s, 1));
+      std::string type(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)),
+                       sqlite3_column_bytes(s, 1));
       if (!matches(type)) continue;
-      auto event = std::make_shared<Event>();
-      if (!event->ParseFromArray(sqlite3_column_blob(s, 2),
-                                 sqlite3_column_bytes(s, 2))) {
+      // The stored bytes are sent as they are; that they are a well-formed
+      // message is checked here, without building one.
+      const char* blob = static_cast<const char*>(sqlite3_column_blob(s, 2));
+      const int blob_bytes = sqlite3_column_bytes(s, 2);
+      google::protobuf::io::CodedInputStream input(
+          reinterpret_cast<const uint8_t*>(blob), blob_bytes);
+      if (!google::protobuf::internal::WireFormatLite::SkipMessage(&input) ||
+          !input.ConsumedEntireMessage()) {
         sqlite3_reset(s);
         return absl::DataLossError(absl::StrCat(
             "event log: stored event ", *scanned_through, " is corrupt"));
       }
-      bytes += static_cast<size_t>(sqlite3_column_bytes(s, 2));
-      out->push_back(std::move(event));
+      bytes += static_cast<size_t>(blob_bytes);
+      out->push_back(std::make_shared<const StoredEvent>(
+          *scanned_through, std::move(type),
+          std::string(blob, static_cast<size_t>(blob_bytes))));
     }
     if (full()) break;
     if (rc != SQLITE_DONE) {

@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/log/stored_event.h"
 #include "staffify/fanout/v1/fanout.pb.h"
 
 struct sqlite3;
@@ -92,7 +93,7 @@ class EventLog {
   // Called on the writer thread after each commit, with the new events in
   // sequence order (duplicates excluded). Must not block for long.
   using CommitListener = std::function<void(
-      const std::vector<std::shared_ptr<const staffify::fanout::v1::Event>>&)>;
+      const std::vector<std::shared_ptr<const StoredEvent>>&)>;
   using AppendDone = std::function<void(absl::StatusOr<AppendResult>)>;
 
   // Opens (creating if needed) the log in options.data_dir and starts its
@@ -120,7 +121,7 @@ class EventLog {
   absl::Status Read(
       uint64_t after, size_t limit, size_t limit_bytes,
       const std::function<bool(const std::string& event_type)>& matches,
-      std::vector<std::shared_ptr<const staffify::fanout::v1::Event>>* out,
+      std::vector<std::shared_ptr<const StoredEvent>>* out,
       uint64_t* scanned_through);
 
   // The first sequence received at or after `time`, or range().last + 1.

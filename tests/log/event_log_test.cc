@@ -44,6 +44,7 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using EventPtr = std::shared_ptr<const Event>;
+using StoredPtr = std::shared_ptr<const StoredEvent>;
 
 // Receipt times of test events lie in 2200. Retention that the writer runs
 // by itself compares them with the real clock and never reaches them, so a
@@ -107,18 +108,26 @@ std::vector<uint64_t> AppendAll(EventLog* log, std::vector<Event> events) {
 
 bool MatchAll(const std::string&) { return true; }
 
+// Every event in the log, parsed.
 std::vector<EventPtr> ReadAll(EventLog* log) {
-  std::vector<EventPtr> events;
+  std::vector<StoredPtr> stored;
   uint64_t scanned_through = 0;
   const absl::Status status =
-      log->Read(0, SIZE_MAX, kNoByteLimit, MatchAll, &events, &scanned_through);
+      log->Read(0, SIZE_MAX, kNoByteLimit, MatchAll, &stored, &scanned_through);
   EXPECT_TRUE(status.ok()) << status;
+  std::vector<EventPtr> events;
+  for (const StoredPtr& event : stored) {
+    events.push_back(std::make_shared<const Event>(event->Parse()));
+    EXPECT_EQ(events.back()->sequence(), event->sequence());
+    EXPECT_EQ(events.back()->event_type(), event->event_type());
+  }
   return events;
 }
 
-std::vector<uint64_t> SequencesOf(const std::vector<EventPtr>& events) {
+template <typename EventPointer>
+std::vector<uint64_t> SequencesOf(const std::vector<EventPointer>& events) {
   std::vector<uint64_t> sequences;
-  for (const EventPtr& event : events) sequences.push_back(event->sequence());
+  for (const auto& event : events) sequences.push_back(event->sequence());
   return sequences;
 }
 
@@ -138,11 +147,11 @@ uint64_t StoredBytes(const std::vector<EventPtr>& events) {
 class CommitRecorder {
  public:
   EventLog::CommitListener Listener() {
-    return [this](const std::vector<EventPtr>& events) {
+    return [this](const std::vector<StoredPtr>& events) {
       absl::MutexLock lock(&mu_);
-      for (const EventPtr& event : events) {
+      for (const StoredPtr& event : events) {
         sequences_.push_back(event->sequence());
-        ids_.push_back(event->id());
+        ids_.push_back(event->Parse().id());
       }
     };
   }
@@ -403,7 +412,7 @@ TEST_F(EventLogTest, QueuedAppendsShareCommits) {
   // queued, so that the rest must be committed in batches of max_batch.
   absl::Notification all_queued;
   std::atomic<bool> held{false};
-  std::unique_ptr<EventLog> log = OpenLog([&](const std::vector<EventPtr>&) {
+  std::unique_ptr<EventLog> log = OpenLog([&](const std::vector<StoredPtr>&) {
     if (!held.exchange(true)) all_queued.WaitForNotification();
   });
   ASSERT_NE(log, nullptr);
@@ -457,7 +466,7 @@ class ReadTest : public EventLogTest {
   }
 
   std::unique_ptr<EventLog> log_;
-  std::vector<EventPtr> out_;
+  std::vector<StoredPtr> out_;
   uint64_t scanned_through_ = 12345;
 };
 
@@ -467,7 +476,7 @@ TEST_F(ReadTest, ReturnsEventsAfterTheGivenSequenceUpToTheLimit) {
 
   EXPECT_THAT(SequencesOf(out_), ElementsAre(3, 4, 5));
   EXPECT_EQ(scanned_through_, 5u);
-  EXPECT_EQ(out_[0]->id(), "d-3");
+  EXPECT_EQ(out_[0]->Parse().id(), "d-3");
   EXPECT_EQ(out_[0]->event_type(), "ticket.resolved");
 }
 
@@ -507,11 +516,12 @@ TEST_F(ReadTest, NothingAfterTheNewestLeavesScannedThroughAtAfter) {
 }
 
 TEST_F(ReadTest, StopsOnceTheEventsReadReachTheByteLimit) {
-  std::vector<EventPtr> all;
+  std::vector<StoredPtr> all;
   ASSERT_TRUE(
       log_->Read(0, 10, kNoByteLimit, MatchAll, &all, &scanned_through_).ok());
   ASSERT_EQ(all.size(), 7u);
-  const size_t two_events = all[2]->ByteSizeLong() + all[3]->ByteSizeLong();
+  const size_t two_events =
+      all[2]->serialized().size() + all[3]->serialized().size();
 
   ASSERT_TRUE(
       log_->Read(2, 10, two_events, MatchAll, &out_, &scanned_through_).ok());
@@ -547,7 +557,7 @@ TEST_F(EventLogTest, ReadScansPastManyRejectedEvents) {
     return type == "ticket.created";
   };
 
-  std::vector<EventPtr> out;
+  std::vector<StoredPtr> out;
   uint64_t scanned_through = 0;
   ASSERT_TRUE(
       log->Read(0, 10, kNoByteLimit, is_ticket, &out, &scanned_through).ok());
