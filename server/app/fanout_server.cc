@@ -97,6 +97,12 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   if (options.log.retention_interval < absl::Milliseconds(100)) {
     return invalid("retention_interval must be at least 100ms");
   }
+  if (options.log.checkpoint_bytes == 0) {
+    return invalid("log_checkpoint_bytes must be positive");
+  }
+  if (options.log.wal_max_bytes < options.log.checkpoint_bytes) {
+    return invalid("log_wal_max_bytes must be at least log_checkpoint_bytes");
+  }
   if (options.log.retention_age < absl::ZeroDuration()) {
     return invalid("retention_age must not be negative (0 keeps all)");
   }
@@ -193,9 +199,7 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   EventHub* hub = &server->hub_;
   absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(
       server->options_.log,
-      [hub](
-          const std::vector<std::shared_ptr<const staffify::fanout::v1::Event>>&
-              events) {
+      [hub](const std::vector<std::shared_ptr<const StoredEvent>>& events) {
         for (const auto& event : events) hub->Publish(event);
       });
   if (!log.ok()) {
@@ -344,6 +348,16 @@ std::string FanoutServer::RenderMetrics() const {
         "\n# HELP fanout_log_commits_total Event log transactions.\n"
         "# TYPE fanout_log_commits_total counter\nfanout_log_commits_total ",
         log_->commits(),
+        "\n# HELP fanout_log_checkpoints_total Checkpoints of the event "
+        "log's write-ahead log.\n"
+        "# TYPE fanout_log_checkpoints_total counter\n"
+        "fanout_log_checkpoints_total ",
+        log_->checkpoints(),
+        "\n# HELP fanout_log_wal_restarts_total Checkpoints that held "
+        "commits back because the write-ahead log reached its limit.\n"
+        "# TYPE fanout_log_wal_restarts_total counter\n"
+        "fanout_log_wal_restarts_total ",
+        log_->wal_restarts(),
         "\n# HELP fanout_log_last_sequence Newest sequence in the log.\n"
         "# TYPE fanout_log_last_sequence gauge\nfanout_log_last_sequence ",
         range.last,

@@ -27,28 +27,49 @@ namespace {
 constexpr absl::string_view kPrefix = "sha256=";
 constexpr size_t kDigestBytes = 32;
 
-// HMAC-SHA256(secret, timestamp + "." + body) into `digest`, without
-// copying the body.
-void Hmac(absl::string_view secret, absl::string_view timestamp,
-          absl::string_view body, unsigned char digest[kDigestBytes]) {
-  static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  EVP_MAC_CTX* context = EVP_MAC_CTX_new(hmac);
-  char sha256[] = "SHA256";
-  const OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string("digest", sha256, 0),
-      OSSL_PARAM_construct_end()};
-  EVP_MAC_init(context, reinterpret_cast<const unsigned char*>(secret.data()),
-               secret.size(), params);
-  EVP_MAC_update(context,
-                 reinterpret_cast<const unsigned char*>(timestamp.data()),
-                 timestamp.size());
-  EVP_MAC_update(context, reinterpret_cast<const unsigned char*>("."), 1);
-  EVP_MAC_update(context, reinterpret_cast<const unsigned char*>(body.data()),
-                 body.size());
-  size_t length = 0;
-  EVP_MAC_final(context, digest, &length, kDigestBytes);
-  EVP_MAC_CTX_free(context);
-}
+}  // namespace
+
+// HMAC-SHA256 under one secret. The context keyed once here is copied for
+// each signature: keying it (fetching SHA-256 and hashing the padded key)
+// costs more than signing a typical delivery.
+class SignatureVerifier::KeyedHmac {
+ public:
+  explicit KeyedHmac(absl::string_view secret) {
+    static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    keyed_ = EVP_MAC_CTX_new(hmac);
+    char sha256[] = "SHA256";
+    const OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string("digest", sha256, 0),
+        OSSL_PARAM_construct_end()};
+    EVP_MAC_init(keyed_, reinterpret_cast<const unsigned char*>(secret.data()),
+                 secret.size(), params);
+  }
+  ~KeyedHmac() { EVP_MAC_CTX_free(keyed_); }
+
+  KeyedHmac(const KeyedHmac&) = delete;
+  KeyedHmac& operator=(const KeyedHmac&) = delete;
+
+  // HMAC(timestamp + "." + body) into `digest`, without copying the body.
+  // Thread-safe: the keyed context is only read.
+  void Sign(absl::string_view timestamp, absl::string_view body,
+            unsigned char digest[kDigestBytes]) const {
+    EVP_MAC_CTX* context = EVP_MAC_CTX_dup(keyed_);
+    EVP_MAC_update(context,
+                   reinterpret_cast<const unsigned char*>(timestamp.data()),
+                   timestamp.size());
+    EVP_MAC_update(context, reinterpret_cast<const unsigned char*>("."), 1);
+    EVP_MAC_update(context, reinterpret_cast<const unsigned char*>(body.data()),
+                   body.size());
+    size_t length = 0;
+    EVP_MAC_final(context, digest, &length, kDigestBytes);
+    EVP_MAC_CTX_free(context);
+  }
+
+ private:
+  EVP_MAC_CTX* keyed_ = nullptr;
+};
+
+namespace {
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -76,7 +97,7 @@ const char* SignatureFailureName(SignatureFailure failure) {
 std::string SignWebhook(absl::string_view secret, absl::string_view timestamp,
                         absl::string_view body) {
   unsigned char digest[kDigestBytes];
-  Hmac(secret, timestamp, body, digest);
+  SignatureVerifier::KeyedHmac(secret).Sign(timestamp, body, digest);
   return absl::StrCat(
       kPrefix, absl::BytesToHexString(absl::string_view(
                    reinterpret_cast<const char*>(digest), kDigestBytes)));
@@ -145,10 +166,15 @@ absl::StatusOr<std::string> CreateSecretsFile(const std::string& path) {
 }
 
 SignatureVerifier::SignatureVerifier(SignatureVerifierOptions options)
-    : secrets_(std::move(options.secrets)),
-      tolerance_(options.tolerance),
+    : tolerance_(options.tolerance),
       clock_(options.clock ? std::move(options.clock)
-                           : std::function<absl::Time()>(absl::Now)) {}
+                           : std::function<absl::Time()>(absl::Now)) {
+  for (const std::string& secret : options.secrets) {
+    keys_.push_back(std::make_unique<KeyedHmac>(secret));
+  }
+}
+
+SignatureVerifier::~SignatureVerifier() = default;
 
 absl::Status SignatureVerifier::Fail(SignatureFailure failure,
                                      absl::string_view reason,
@@ -202,9 +228,9 @@ absl::Status SignatureVerifier::Verify(absl::string_view signature,
   // Every secret is tried, matching or not, so the time taken does not say
   // which one (or whether any) matched.
   bool matched = false;
-  for (const std::string& secret : secrets_) {
+  for (const std::unique_ptr<KeyedHmac>& key : keys_) {
     unsigned char expected[kDigestBytes];
-    Hmac(secret, timestamp, body, expected);
+    key->Sign(timestamp, body, expected);
     matched |= CRYPTO_memcmp(expected, given, kDigestBytes) == 0;
   }
   if (!matched) {

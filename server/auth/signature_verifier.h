@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,7 @@ struct SignatureVerifierOptions {
 class SignatureVerifier {
  public:
   explicit SignatureVerifier(SignatureVerifierOptions options);
+  ~SignatureVerifier();
 
   SignatureVerifier(const SignatureVerifier&) = delete;
   SignatureVerifier& operator=(const SignatureVerifier&) = delete;
@@ -91,7 +93,13 @@ class SignatureVerifier {
   absl::Status Fail(SignatureFailure failure, absl::string_view reason,
                     SignatureFailure* out);
 
-  const std::vector<std::string> secrets_;
+  class KeyedHmac;
+  friend std::string SignWebhook(absl::string_view secret,
+                                 absl::string_view timestamp,
+                                 absl::string_view body);
+
+  // One per secret.
+  std::vector<std::unique_ptr<KeyedHmac>> keys_;
   const absl::Duration tolerance_;
   const std::function<absl::Time()> clock_;
   std::array<std::atomic<uint64_t>, kSignatureFailureCount> failures_{};

@@ -18,8 +18,8 @@ Subscription::Subscription(EventHub* hub, uint64_t id,
 
 Subscription::~Subscription() { Close(); }
 
-Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event,
-                                      absl::Time* published_at) {
+Subscription::Next Subscription::Read(std::shared_ptr<const StoredEvent>* event,
+                                      absl::Time* published_at, bool* more) {
   absl::MutexLock lock(&hub_->mu_);
   if (hub_->closed_ || !attached_) return Next::kClosed;
   if (cursor_ + 1 < hub_->first_sequence_) return Next::kFellBehind;
@@ -32,11 +32,21 @@ Subscription::Next Subscription::Read(std::shared_ptr<const Event>* event,
     if (filter_.Matches(slot.event->event_type())) {
       *event = slot.event;
       if (published_at != nullptr) *published_at = slot.published_at;
+      if (more != nullptr) *more = SkipToNextMatch();
       return Next::kEvent;
     }
   }
   armed_ = true;
   return Next::kNone;
+}
+
+bool Subscription::SkipToNextMatch() {
+  while (cursor_ < hub_->last_sequence_) {
+    const auto& slot = hub_->window_[cursor_ + 1 - hub_->first_sequence_];
+    if (filter_.Matches(slot.event->event_type())) return true;
+    ++cursor_;
+  }
+  return false;
 }
 
 void Subscription::Seek(uint64_t through) {
@@ -71,13 +81,15 @@ uint64_t EventHub::Publish(Event event) {
     absl::MutexLock lock(&mu_);
     sequence = last_sequence_ + 1;
     event.set_sequence(sequence);
-    PublishLocked(std::make_shared<const Event>(std::move(event)), &to_wake);
+    PublishLocked(
+        std::make_shared<const StoredEvent>(StoredEvent::FromEvent(event)),
+        &to_wake);
   }
   for (const auto& subscription : to_wake) subscription->Wake();
   return sequence;
 }
 
-void EventHub::Publish(std::shared_ptr<const Event> event) {
+void EventHub::Publish(std::shared_ptr<const StoredEvent> event) {
   std::vector<std::shared_ptr<Subscription>> to_wake;
   {
     absl::MutexLock lock(&mu_);
@@ -87,7 +99,7 @@ void EventHub::Publish(std::shared_ptr<const Event> event) {
 }
 
 void EventHub::PublishLocked(
-    std::shared_ptr<const Event> stored,
+    std::shared_ptr<const StoredEvent> stored,
     std::vector<std::shared_ptr<Subscription>>* to_wake) {
   const uint64_t sequence = stored->sequence();
   if (sequence <= last_sequence_) return;  // Already published.
@@ -99,7 +111,7 @@ void EventHub::PublishLocked(
     first_sequence_ = sequence;
   }
   last_sequence_ = sequence;
-  const size_t bytes = stored->SpaceUsedLong();
+  const size_t bytes = stored->MemoryBytes();
   window_.push_back({stored, bytes, absl::Now()});
   window_bytes_used_ += bytes;
   while (window_.size() > 1 && (window_.size() > window_events_ ||

@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/fanout/subscription_filter.h"
+#include "server/log/stored_event.h"
 #include "staffify/fanout/v1/fanout.pb.h"
 
 namespace fanout {
@@ -57,9 +58,12 @@ class Subscription {
   // next matching publish (or the hub closing) calls `wake` once, on the
   // publishing thread.
   // When `published_at` is given, it receives the time the event was
-  // published to the hub (for latency metrics).
-  Next Read(std::shared_ptr<const staffify::fanout::v1::Event>* event,
-            absl::Time* published_at = nullptr);
+  // published to the hub (for latency metrics). When `more` is given, it
+  // says whether another matching event is in the window already, so that
+  // the caller can send the two together; non-matching events before it
+  // are skipped now.
+  Next Read(std::shared_ptr<const StoredEvent>* event,
+            absl::Time* published_at = nullptr, bool* more = nullptr);
 
   // Moves the cursor forward to `through` (never back), after the caller
   // delivered events up to it from elsewhere.
@@ -79,6 +83,9 @@ class Subscription {
                uint64_t cursor, std::function<void()> wake);
 
   void Wake();
+  // Moves the cursor past events that do not match; returns whether a
+  // matching one follows in the window. REQUIRES: hub_->mu_ held.
+  bool SkipToNextMatch();
 
   EventHub* const hub_;
   const uint64_t id_;
@@ -107,7 +114,7 @@ class EventHub {
   // subscribers it matches. Events must come in sequence order; one at or
   // below the last published is ignored, and a gap restarts the window.
   // Thread-safe; never blocks on subscribers.
-  void Publish(std::shared_ptr<const staffify::fanout::v1::Event> event);
+  void Publish(std::shared_ptr<const StoredEvent> event);
 
   // As above, for an event without a sequence: assigns it the next one
   // (the first is 1) and returns it. For hubs that are their own source of
@@ -150,7 +157,7 @@ class EventHub {
   void Detach(Subscription* subscription);
   // Publish with mu_ held; collects the subscriptions to wake once mu_ is
   // released.
-  void PublishLocked(std::shared_ptr<const staffify::fanout::v1::Event> event,
+  void PublishLocked(std::shared_ptr<const StoredEvent> event,
                      std::vector<std::shared_ptr<Subscription>>* to_wake)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -160,7 +167,7 @@ class EventHub {
   mutable absl::Mutex mu_;
   // window_[i] has sequence first_sequence_ + i.
   struct Slot {
-    std::shared_ptr<const staffify::fanout::v1::Event> event;
+    std::shared_ptr<const StoredEvent> event;
     size_t bytes;  // Memory the event takes.
     absl::Time published_at;
   };

@@ -1,5 +1,8 @@
 #include "server/grpc/fanout_service.h"
 
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/slice.h>
+
 #include <deque>
 #include <iterator>
 #include <memory>
@@ -9,16 +12,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "server/common/status_mapping.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
 namespace {
 
-using staffify::fanout::v1::Event;
+using google::protobuf::internal::WireFormatLite;
 using staffify::fanout::v1::StartPosition;
 using staffify::fanout::v1::SubscribeRequest;
 using staffify::fanout::v1::SubscribeResponse;
+using Response = grpc::ByteBuffer;
 
 // The name of a gRPC status code, e.g. "UNAVAILABLE" (the numeric codes
 // coincide with absl's).
@@ -27,7 +33,7 @@ std::string CodeName(grpc::StatusCode code) {
 }
 
 // A stream refused before it started.
-class FailedStream : public grpc::ServerWriteReactor<SubscribeResponse> {
+class FailedStream : public grpc::ServerWriteReactor<Response> {
  public:
   FailedStream(const grpc::Status& status, const std::string& peer) {
     spdlog::info("subscription refused peer={} status={} error={:?}", peer,
@@ -36,6 +42,37 @@ class FailedStream : public grpc::ServerWriteReactor<SubscribeResponse> {
   }
   void OnDone() override { delete this; }
 };
+
+// SubscribeResponse{event} on the wire: the field's tag and length, then
+// the stored Event's bytes, which gRPC references rather than copies; the
+// StoredEvent lives until gRPC lets go of them.
+Response EventResponse(std::shared_ptr<const StoredEvent> event) {
+  const std::string& bytes = event->serialized();
+  uint8_t header[1 + 5];
+  uint8_t* end = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+      WireFormatLite::MakeTag(SubscribeResponse::kEventFieldNumber,
+                              WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
+      header);
+  end = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+      static_cast<uint32_t>(bytes.size()), end);
+  auto* held = new std::shared_ptr<const StoredEvent>(std::move(event));
+  const grpc::Slice slices[] = {
+      grpc::Slice(header, static_cast<size_t>(end - header)),
+      grpc::Slice(
+          const_cast<char*>(bytes.data()), bytes.size(),
+          [](void* held) {
+            delete static_cast<std::shared_ptr<const StoredEvent>*>(held);
+          },
+          held)};
+  return Response(slices, 2);
+}
+
+Response HeartbeatResponse(uint64_t sequence) {
+  SubscribeResponse response;
+  response.mutable_heartbeat()->set_sequence(sequence);
+  const grpc::Slice slice(response.SerializeAsString());
+  return Response(&slice, 1);
+}
 
 struct StreamContext {
   EventHub* hub;
@@ -53,7 +90,7 @@ struct StreamContext {
 // Lifetime: gRPC holds one reference until OnDone, and each replay task in
 // flight holds another; the last to let go deletes the stream. OnDone
 // closes the hub subscription first, so no wake-up arrives afterwards.
-class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
+class SubscribeStream : public grpc::ServerWriteReactor<Response> {
  public:
   SubscribeStream(const StreamContext& context, SubscriptionFilter filter,
                   std::optional<uint64_t> after, const std::string& patterns,
@@ -113,18 +150,23 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
   // the stream if the hub is closing.
   void Pump() {
     Action action = Action::kNothing;
+    // Another event is ready to follow this one: gRPC may hold this one
+    // back (up to its write buffer) and send both in one write.
+    bool more = false;
+    bool hint = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (writing_ || finished_ || replaying_) return;
 
-      std::shared_ptr<const Event> event;
+      std::shared_ptr<const StoredEvent> event;
       if (!backlog_.empty()) {
         event = std::move(backlog_.front());
         backlog_.pop_front();
+        more = !backlog_.empty();
         action = Action::kWrite;
       } else {
         absl::Time published_at;
-        switch (subscription_->Read(&event, &published_at)) {
+        switch (subscription_->Read(&event, &published_at, &more)) {
           case Subscription::Next::kEvent:
             action = Action::kWrite;
             if (context_.metrics != nullptr) {
@@ -135,8 +177,7 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
           case Subscription::Next::kNone:
             if (absl::Now() - last_activity_ >=
                 context_.options->heartbeat_interval) {
-              response_.mutable_heartbeat()->set_sequence(
-                  subscription_->cursor());
+              response_ = HeartbeatResponse(subscription_->cursor());
               writing_ = true;
               action = Action::kWrite;
             }
@@ -152,17 +193,24 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
         }
       }
       if (event != nullptr) {
-        // TODO: this copies each event once per subscriber; serialising it
-        // once and sharing the bytes needs a custom serialisation path.
-        *response_.mutable_event() = *event;
+        response_ = EventResponse(std::move(event));
         writing_ = true;
         ++events_sent_;
+      }
+      if (writing_) {
+        hint = more && wrote_;
+        wrote_ = true;
       }
     }
 
     switch (action) {
       case Action::kWrite:
-        StartWrite(&response_);
+        // A write with the hint is always followed by another write (the
+        // event known to be ready), or by Finish, either of which flushes.
+        // Not the first: it carries the initial metadata, and gRPC would
+        // hold both back and complete neither.
+        StartWrite(&response_, hint ? grpc::WriteOptions().set_buffer_hint()
+                                    : grpc::WriteOptions());
         return;
       case Action::kReplay:
         context_.replay_queue->Post([this] { ReplayStep(); });
@@ -183,7 +231,7 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
     const uint64_t after = subscription_->cursor();
     const LogRange range = context_.log->range();
     absl::Status status;
-    std::vector<std::shared_ptr<const Event>> events;
+    std::vector<std::shared_ptr<const StoredEvent>> events;
     uint64_t scanned_through = after;
     if (after + 1 < range.first) {
       status = absl::OutOfRangeError(absl::StrCat(
@@ -259,8 +307,9 @@ class SubscribeStream : public grpc::ServerWriteReactor<SubscribeResponse> {
   uint64_t events_sent_ = 0;                          // Guarded by mu_.
   grpc::StatusCode end_code_ = grpc::StatusCode::OK;  // Guarded by mu_.
   absl::Time last_activity_;                          // Guarded by mu_.
-  std::deque<std::shared_ptr<const Event>> backlog_;  // Guarded by mu_.
-  SubscribeResponse response_;  // Owned by the write in flight.
+  std::deque<std::shared_ptr<const StoredEvent>> backlog_;  // Guarded by mu_.
+  bool wrote_ = false;                                      // Guarded by mu_.
+  Response response_;  // Owned by the write in flight.
 };
 
 }  // namespace
@@ -353,8 +402,8 @@ absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
   return absl::InvalidArgumentError("unknown start position");
 }
 
-grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
-    grpc::CallbackServerContext* context, const SubscribeRequest* request) {
+grpc::ServerWriteReactor<Response>* FanoutService::Subscribe(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* wire) {
   const auto refuse = [context](const grpc::Status& status) {
     return new FailedStream(status, context->peer());
   };
@@ -369,6 +418,13 @@ grpc::ServerWriteReactor<SubscribeResponse>* FanoutService::Subscribe(
     }
     grant = *authenticated;
   }
+  // As the generated handler would: the same parser, the same error.
+  SubscribeRequest parsed;
+  grpc::ByteBuffer copy(*wire);  // Deserialize consumes its buffer.
+  const grpc::Status status =
+      grpc::SerializationTraits<SubscribeRequest>::Deserialize(&copy, &parsed);
+  if (!status.ok()) return refuse(status);
+  const SubscribeRequest* request = &parsed;
 
   if (static_cast<size_t>(request->event_types_size()) >
       options_.max_patterns) {

@@ -11,9 +11,16 @@
 // ("authorization: Bearer <token>" metadata), and its patterns are narrowed
 // to the token's grant before the stream starts, so live events and replays
 // from the log alike carry only what the token may read.
+//
+// Events are sent as the bytes the log stored (StoredEvent), framed as a
+// SubscribeResponse without being parsed or serialized again: the method is
+// registered raw, on grpc::ByteBuffer. Events already waiting for a stream
+// are written with a buffer hint, so that gRPC sends them together.
 
 #ifndef FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
 #define FANOUT_SERVER_GRPC_FANOUT_SERVICE_H_
+
+#include <grpcpp/support/byte_buffer.h>
 
 #include <cstddef>
 #include <optional>
@@ -46,7 +53,8 @@ struct FanoutServiceOptions {
 };
 
 class FanoutService final
-    : public staffify::fanout::v1::Fanout::CallbackService {
+    : public staffify::fanout::v1::Fanout::WithRawCallbackMethod_Subscribe<
+          staffify::fanout::v1::Fanout::Service> {
  public:
   // `hub`, `log`, `metrics` (which may be null) and `access_tokens` must
   // outlive the service and every stream it started. Null `access_tokens`
@@ -64,9 +72,11 @@ class FanoutService final
   //                      to them, see NarrowToGrant);
   //   INVALID_ARGUMENT   a malformed start position, or
   //   OUT_OF_RANGE       one outside the retained range.
-  grpc::ServerWriteReactor<staffify::fanout::v1::SubscribeResponse>* Subscribe(
+  // On the wire format: `request` is a SubscribeRequest, and the
+  // stream writes SubscribeResponses.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Subscribe(
       grpc::CallbackServerContext* context,
-      const staffify::fanout::v1::SubscribeRequest* request) override;
+      const grpc::ByteBuffer* request) override;
 
   // Returns the sequence a stream starting at `start` begins after, or
   // nullopt for "new events only"; OutOfRange, naming the valid range, for

@@ -28,6 +28,17 @@ HttpResponse JsonResponse(http::status status,
   return response;
 }
 
+// True if `text` goes into a JSON string as it is: no quote, backslash or
+// control character to escape.
+bool JsonPlain(absl::string_view text) {
+  for (const char c : text) {
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+      return false;
+    }
+  }
+  return true;
+}
+
 HttpResponse TextResponse(http::status status, std::string body,
                           absl::string_view content_type) {
   HttpResponse response(status, 11);
@@ -191,6 +202,20 @@ void WebhookHandler::Handle(HttpRequest request, Respond respond) {
         InFlightRelease release(&in_flight_);
         if (!result.ok()) {
           respond(JsonErrorResponse(result.status()));
+          return;
+        }
+        if (result->conversion_problems.empty() && JsonPlain(result->id) &&
+            JsonPlain(result->event_type)) {
+          // The common answer, written directly: the same bytes as the
+          // general path below, in a fraction of its time.
+          respond(TextResponse(
+              http::status::ok,
+              absl::StrCat(R"({"status":")",
+                           result->duplicate ? "duplicate" : "accepted",
+                           R"(","sequence":)", result->sequence, R"(,"id":")",
+                           result->id, R"(","event":")", result->event_type,
+                           "\"}\n"),
+              "application/json"));
           return;
         }
         boost::json::object body;

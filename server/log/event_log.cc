@@ -12,6 +12,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -20,33 +23,81 @@ using staffify::fanout::v1::Event;
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
+// Deliveries are found by a 64-bit hash of their id (id_hash), confirmed by
+// the id itself: an index of small integers is cheaper to keep than one of
+// the ids' text, into which every insert lands at a random place.
 constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE events (
   sequence       INTEGER PRIMARY KEY,
-  delivery_id    TEXT    NOT NULL UNIQUE,
+  id_hash        INTEGER NOT NULL,
+  delivery_id    TEXT    NOT NULL,
   event_type     TEXT    NOT NULL,
   received_at_us INTEGER NOT NULL,
   event          BLOB    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at_us);
-CREATE TABLE IF NOT EXISTS meta (
+CREATE INDEX events_by_id_hash ON events (id_hash);
+CREATE INDEX events_by_received_at ON events (received_at_us);
+CREATE TABLE meta (
   key   TEXT    PRIMARY KEY,
   value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES
-  ('schema_version', 1),
+INSERT INTO meta (key, value) VALUES
+  ('schema_version', 2),
   ('last_sequence', 0),
   ('trimmed_through', 0),
   ('trimmed_received_at_us', -9223372036854775808);
+)sql";
+
+// From version 1, whose events table had `delivery_id TEXT UNIQUE` and no
+// id_hash. SQLite cannot drop a UNIQUE constraint, so the table is copied.
+constexpr const char* kUpgradeFrom1 = R"sql(
+CREATE TABLE events_v2 (
+  sequence       INTEGER PRIMARY KEY,
+  id_hash        INTEGER NOT NULL,
+  delivery_id    TEXT    NOT NULL,
+  event_type     TEXT    NOT NULL,
+  received_at_us INTEGER NOT NULL,
+  event          BLOB    NOT NULL
+);
+INSERT INTO events_v2
+  SELECT sequence, fanout_id_hash(delivery_id), delivery_id, event_type,
+         received_at_us, event
+  FROM events ORDER BY sequence;
+DROP TABLE events;
+ALTER TABLE events_v2 RENAME TO events;
+CREATE INDEX events_by_id_hash ON events (id_hash);
+CREATE INDEX events_by_received_at ON events (received_at_us);
+UPDATE meta SET value = 2 WHERE key = 'schema_version';
 )sql";
 
 int64_t ToMicros(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1000000 + t.nanos() / 1000;
 }
 
+// How long a connection waits for a lock another one holds (a checkpoint
+// restarting the write-ahead log) before the statement fails.
+constexpr absl::Duration kBusyTimeout = absl::Seconds(10);
+
+// Size of a write-ahead log frame beyond its page.
+constexpr int64_t kWalFrameHeaderBytes = 24;
+
 }  // namespace
+
+uint64_t HashDeliveryId(absl::string_view id) {
+  uint64_t hash = 0xcbf29ce484222325u;
+  for (const char c : id) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3u;
+  }
+  hash ^= hash >> 33;
+  hash *= 0xff51afd7ed558ccdu;
+  hash ^= hash >> 33;
+  hash *= 0xc4ceb9fe1a85ec53u;
+  hash ^= hash >> 33;
+  return hash;
+}
 
 // One SQLite connection and the statements prepared on it.
 class EventLog::Database {
@@ -63,13 +114,30 @@ class EventLog::Database {
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
         nullptr);
     if (rc != SQLITE_OK) return Error("open", rc);
-    sqlite3_busy_timeout(db_, 10000);
+    sqlite3_busy_handler(db_, &Database::OnBusy, this);
     absl::Status status = Exec("PRAGMA journal_mode=WAL");
     if (status.ok()) {
       status = Exec(sync == SyncPolicy::kFull ? "PRAGMA synchronous=FULL"
                                               : "PRAGMA synchronous=NORMAL");
     }
+    // Checkpoints run on a thread of their own (EventLog::CheckpointLoop),
+    // never inside a commit.
+    if (status.ok()) status = Exec("PRAGMA wal_autocheckpoint=0");
     return status;
+  }
+
+  // The value of the first column of the first row of `sql`.
+  absl::StatusOr<int64_t> QueryInt(const char* sql) {
+    sqlite3_stmt* s = Prepare(sql);
+    if (s == nullptr) return Error("prepare", SQLITE_ERROR);
+    const int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+      sqlite3_reset(s);
+      return Error(sql, rc);
+    }
+    const int64_t value = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return value;
   }
 
   absl::Status Exec(const char* sql) {
@@ -133,9 +201,23 @@ class EventLog::Database {
   }
 
   sqlite3* db() { return db_; }
+  const std::string& path() const { return path_; }
 
  private:
+  // Waits for a lock in short steps: SQLite's own busy timeout sleeps a
+  // millisecond or more at a time, far longer than a commit takes.
+  static int OnBusy(void* arg, int attempt) {
+    Database* self = static_cast<Database*>(arg);
+    const absl::Time now = absl::Now();
+    if (attempt == 0) self->busy_since_ = now;
+    if (now - self->busy_since_ >= kBusyTimeout) return 0;
+    absl::SleepFor(std::min(absl::Microseconds(50) * (attempt + 1),
+                            absl::Milliseconds(1)));
+    return 1;
+  }
+
   std::string path_;
+  absl::Time busy_since_;
   sqlite3* db_ = nullptr;
   std::vector<const char*> sqls_;
   std::vector<sqlite3_stmt*> statements_;
@@ -150,6 +232,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       new EventLog(std::move(options), std::move(listener)));
   if (absl::Status status = log->Init(); !status.ok()) return status;
   log->writer_ = std::thread([log = log.get()] { log->WriterLoop(); });
+  log->checkpointer_ =
+      std::thread([log = log.get()] { log->CheckpointLoop(); });
   return log;
 }
 
@@ -176,16 +260,8 @@ absl::Status EventLog::Init() {
 
   writer_db_ = std::make_unique<Database>();
   absl::Status status = writer_db_->Open(path, options_.sync);
-  if (status.ok()) status = writer_db_->Exec(kSchema);
+  if (status.ok()) status = CreateOrUpgradeSchema();
   if (!status.ok()) return status;
-
-  absl::StatusOr<int64_t> version = writer_db_->Meta("schema_version");
-  if (!version.ok()) return version.status();
-  if (*version != kSchemaVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("event log ", path, " has schema version ", *version,
-                     "; this build reads version ", kSchemaVersion));
-  }
 
   absl::StatusOr<int64_t> last = writer_db_->Meta("last_sequence");
   absl::StatusOr<int64_t> trimmed_received =
@@ -217,8 +293,151 @@ absl::Status EventLog::Init() {
   }
   sqlite3_reset(s);
 
+  // The writer reports the size of the write-ahead log after each commit
+  // (OnWalCommit); the checkpointer copies it into the database on its own
+  // connection. After the checkpointer has restarted the WAL, the writer
+  // cuts the file back to wal_max_bytes.
+  absl::StatusOr<int64_t> page_bytes = writer_db_->QueryInt("PRAGMA page_size");
+  if (!page_bytes.ok()) return page_bytes.status();
+  const int64_t frame_bytes = *page_bytes + kWalFrameHeaderBytes;
+  checkpoint_frames_ = static_cast<int>(std::clamp<int64_t>(
+      static_cast<int64_t>(options_.checkpoint_bytes) / frame_bytes, 1,
+      INT32_MAX));
+  max_wal_frames_ = static_cast<int>(std::clamp<int64_t>(
+      static_cast<int64_t>(options_.wal_max_bytes) / frame_bytes,
+      checkpoint_frames_, INT32_MAX));
+  restart_wal_frames_ = std::max(max_wal_frames_ / 4 * 3, 1);
+  status = writer_db_->Exec(
+      absl::StrCat("PRAGMA journal_size_limit=", options_.wal_max_bytes)
+          .c_str());
+  if (!status.ok()) return status;
+  sqlite3_wal_hook(writer_db_->db(), &EventLog::OnWalCommit, this);
+
+  checkpoint_db_ = std::make_unique<Database>();
+  status = checkpoint_db_->Open(path, options_.sync);
+  if (!status.ok()) return status;
   reader_db_ = std::make_unique<Database>();
   return reader_db_->Open(path, options_.sync);
+}
+
+absl::Status EventLog::CreateOrUpgradeSchema() {
+  Database& db = *writer_db_;
+  // The upgrade computes id_hash in SQL.
+  const int rc = sqlite3_create_function_v2(
+      db.db(), "fanout_id_hash", 1,
+      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, this,
+      [](sqlite3_context* context, int, sqlite3_value** args) {
+        const auto* log =
+            static_cast<const EventLog*>(sqlite3_user_data(context));
+        const absl::string_view id(
+            reinterpret_cast<const char*>(sqlite3_value_text(args[0])),
+            static_cast<size_t>(sqlite3_value_bytes(args[0])));
+        sqlite3_result_int64(context, static_cast<int64_t>(log->IdHash(id)));
+      },
+      nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return db.Error("register fanout_id_hash", rc);
+
+  // One transaction: a crash leaves either the old schema or the new.
+  absl::Status status = db.Exec("BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+  absl::StatusOr<int64_t> tables = db.QueryInt(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
+      " name IN ('events', 'meta')");
+  if (!tables.ok()) {
+    status = tables.status();
+  } else if (*tables == 0) {
+    status = db.Exec(kSchema);
+  } else {
+    absl::StatusOr<int64_t> version = db.Meta("schema_version");
+    if (!version.ok()) {
+      status = version.status();
+    } else if (*version == 1) {
+      absl::StatusOr<int64_t> events =
+          db.QueryInt("SELECT count(*) FROM events");
+      spdlog::info(
+          "event log {}: upgrading schema version 1 to {} ({} events)...",
+          db.path(), kSchemaVersion, events.ok() ? *events : -1);
+      status = db.Exec(kUpgradeFrom1);
+      if (status.ok()) spdlog::info("event log {}: upgraded", db.path());
+    } else if (*version != kSchemaVersion) {
+      status = absl::FailedPreconditionError(absl::StrCat(
+          "event log ", db.path(), " has schema version ", *version,
+          "; this build reads versions 1 (upgrading it) and ", kSchemaVersion));
+    }
+  }
+  if (status.ok()) status = db.Exec("COMMIT");
+  if (!status.ok()) db.Exec("ROLLBACK").IgnoreError();
+  return status;
+}
+
+int EventLog::OnWalCommit(void* arg, sqlite3*, const char*, int frames) {
+  EventLog* log = static_cast<EventLog*>(arg);
+  absl::MutexLock lock(&log->checkpoint_mu_);
+  // Fewer frames than were copied: the WAL has started from the beginning.
+  if (frames < log->backfilled_frames_) log->backfilled_frames_ = 0;
+  log->wal_frames_ = frames;
+  if (frames - log->backfilled_frames_ >= log->checkpoint_frames_ ||
+      frames >= log->restart_wal_frames_) {
+    log->checkpoint_due_ = true;
+  }
+  if (frames >= log->max_wal_frames_) log->wal_full_ = true;
+  return SQLITE_OK;
+}
+
+void EventLog::CheckpointLoop() {
+  sqlite3* db = checkpoint_db_->db();
+  absl::Time next_failure_warning = absl::InfinitePast();
+  for (;;) {
+    {
+      absl::MutexLock lock(&checkpoint_mu_);
+      const auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(checkpoint_mu_) {
+        return checkpoint_due_ || checkpoint_stopping_;
+      };
+      checkpoint_mu_.Await(absl::Condition(&due));
+      if (checkpoint_stopping_) return;
+      checkpoint_due_ = false;
+    }
+
+    // A passive checkpoint copies what is committed without holding up the
+    // writer. Under steady load it never finishes with the WAL all copied,
+    // so the WAL could not start over and would grow for ever. So once the
+    // WAL is large, a restart follows: it takes the write lock (commits
+    // wait), waits for readers to let go, copies the few frames committed
+    // since the passive pass, and makes the next commit start the WAL
+    // afresh. Should the checkpointer fall behind, the writer itself stops
+    // at the limit (AwaitWalRoom).
+    int wal_frames = 0;
+    int copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                       &wal_frames, &copied);
+    if (rc == SQLITE_OK && wal_frames >= restart_wal_frames_) {
+      rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART,
+                                     &wal_frames, &copied);
+      if (rc == SQLITE_OK) wal_restarts_.fetch_add(1);
+    }
+    checkpoints_.fetch_add(1);
+    if (rc != SQLITE_OK && absl::Now() >= next_failure_warning) {
+      // The writer goes on; the next commit asks again.
+      spdlog::warn("event log checkpoint failed: {}", sqlite3_errmsg(db));
+      next_failure_warning = absl::Now() + absl::Seconds(10);
+    }
+
+    absl::MutexLock lock(&checkpoint_mu_);
+    wal_full_ = false;
+    if (rc != SQLITE_OK) continue;
+    if (copied > 0 && copied <= wal_frames_) backfilled_frames_ = copied;
+    if (wal_frames_ - backfilled_frames_ >= checkpoint_frames_) {
+      checkpoint_due_ = true;
+    }
+  }
+}
+
+void EventLog::AwaitWalRoom() {
+  absl::MutexLock lock(&checkpoint_mu_);
+  const auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(checkpoint_mu_) {
+    return !wal_full_ || checkpoint_stopping_;
+  };
+  checkpoint_mu_.Await(absl::Condition(&room));
 }
 
 EventLog::~EventLog() {
@@ -227,6 +446,11 @@ EventLog::~EventLog() {
     stopping_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&checkpoint_mu_);
+    checkpoint_stopping_ = true;
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
   if (lock_fd_ >= 0) close(lock_fd_);
 }
 
@@ -270,6 +494,7 @@ void EventLog::WriterLoop() {
 }
 
 void EventLog::CommitBatch(std::vector<Pending>* batch) {
+  AwaitWalRoom();
   absl::MutexLock writer_lock(&writer_mu_);
   Database& db = *writer_db_;
 
@@ -282,7 +507,7 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
   }
 
   std::vector<absl::StatusOr<AppendResult>> results;
-  std::vector<std::shared_ptr<const Event>> committed;
+  std::vector<std::shared_ptr<const StoredEvent>> committed;
   uint64_t added_bytes = 0;
   absl::Status status = db.Exec("BEGIN IMMEDIATE");
   for (Pending& pending : *batch) {
@@ -297,65 +522,75 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
       event.mutable_received_at()->set_seconds(received_us / 1000000);
       event.mutable_received_at()->set_nanos(received_us % 1000000 * 1000);
     }
-    event.set_sequence(last + 1);
-    const std::string blob = event.SerializeAsString();
+    // A delivery id already in the log (including earlier in this batch)
+    // is a retry of a delivery already kept.
+    const int64_t id_hash = static_cast<int64_t>(IdHash(event.id()));
+    sqlite3_stmt* lookup = db.Prepare(
+        "SELECT sequence, delivery_id, event FROM events WHERE id_hash = ?1");
+    if (lookup == nullptr) {
+      status = db.Error("prepare lookup", SQLITE_ERROR);
+      break;
+    }
+    sqlite3_bind_int64(lookup, 1, id_hash);
+    int rc;
+    bool duplicate = false;
+    while ((rc = sqlite3_step(lookup)) == SQLITE_ROW) {
+      const absl::string_view stored_id(
+          reinterpret_cast<const char*>(sqlite3_column_text(lookup, 1)),
+          static_cast<size_t>(sqlite3_column_bytes(lookup, 1)));
+      if (stored_id != event.id()) continue;  // Another id, same hash.
+      AppendResult result;
+      result.duplicate = true;
+      result.sequence = static_cast<uint64_t>(sqlite3_column_int64(lookup, 0));
+      Event original;
+      original.ParseFromArray(sqlite3_column_blob(lookup, 2),
+                              sqlite3_column_bytes(lookup, 2));
+      result.differs = original.raw_body() != event.raw_body();
+      results.push_back(result);
+      duplicate = true;
+      break;
+    }
+    sqlite3_reset(lookup);  // Or its read would outlive the commit (see Meta).
+    if (!duplicate && rc != SQLITE_DONE) {
+      status = db.Error("look up delivery id", rc);
+      break;
+    }
+    if (duplicate) continue;
 
+    event.set_sequence(last + 1);
+    std::string blob = event.SerializeAsString();
     sqlite3_stmt* insert = db.Prepare(
-        "INSERT INTO events (sequence, delivery_id, event_type,"
-        " received_at_us, event) VALUES (?1, ?2, ?3, ?4, ?5)"
-        " ON CONFLICT (delivery_id) DO NOTHING");
+        "INSERT INTO events (sequence, id_hash, delivery_id, event_type,"
+        " received_at_us, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (insert == nullptr) {
       status = db.Error("prepare insert", SQLITE_ERROR);
       break;
     }
     sqlite3_bind_int64(insert, 1, static_cast<int64_t>(last + 1));
-    sqlite3_bind_text(insert, 2, event.id().data(),
+    sqlite3_bind_int64(insert, 2, id_hash);
+    sqlite3_bind_text(insert, 3, event.id().data(),
                       static_cast<int>(event.id().size()), SQLITE_STATIC);
-    sqlite3_bind_text(insert, 3, event.event_type().data(),
+    sqlite3_bind_text(insert, 4, event.event_type().data(),
                       static_cast<int>(event.event_type().size()),
                       SQLITE_STATIC);
-    sqlite3_bind_int64(insert, 4, received_us);
-    sqlite3_bind_blob(insert, 5, blob.data(), static_cast<int>(blob.size()),
+    sqlite3_bind_int64(insert, 5, received_us);
+    sqlite3_bind_blob(insert, 6, blob.data(), static_cast<int>(blob.size()),
                       SQLITE_STATIC);
-    const int rc = sqlite3_step(insert);
+    rc = sqlite3_step(insert);
     if (rc != SQLITE_DONE) {
       status = db.Error("insert", rc);
       break;
     }
 
-    if (sqlite3_changes(db.db()) == 1) {
-      ++last;
-      last_received_us = received_us;
-      added_bytes += blob.size();
-      AppendResult result;
-      result.sequence = last;
-      results.push_back(result);
-      committed.push_back(std::make_shared<const Event>(std::move(event)));
-      continue;
-    }
-
-    // The delivery id is taken: a retry of a delivery already kept.
-    sqlite3_stmt* lookup =
-        db.Prepare("SELECT sequence, event FROM events WHERE delivery_id = ?1");
-    if (lookup == nullptr) {
-      status = db.Error("prepare lookup", SQLITE_ERROR);
-      break;
-    }
-    sqlite3_bind_text(lookup, 1, event.id().data(),
-                      static_cast<int>(event.id().size()), SQLITE_STATIC);
-    if (sqlite3_step(lookup) != SQLITE_ROW) {
-      status = db.Error("look up duplicate", SQLITE_ERROR);
-      break;
-    }
+    ++last;
+    last_received_us = received_us;
+    added_bytes += blob.size();
     AppendResult result;
-    result.duplicate = true;
-    result.sequence = static_cast<uint64_t>(sqlite3_column_int64(lookup, 0));
-    Event original;
-    original.ParseFromArray(sqlite3_column_blob(lookup, 1),
-                            sqlite3_column_bytes(lookup, 1));
-    result.differs = original.raw_body() != event.raw_body();
-    sqlite3_reset(lookup);  // Or its read would outlive the commit (see Meta).
+    result.sequence = last;
     results.push_back(result);
+    // The bytes just stored are the bytes every subscriber is sent.
+    committed.push_back(std::make_shared<const StoredEvent>(
+        last, std::move(*event.mutable_event_type()), std::move(blob)));
   }
   if (status.ok()) status = db.SetMeta("last_sequence", last);
   if (status.ok()) status = db.Exec("COMMIT");
@@ -396,7 +631,8 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
 absl::Status EventLog::Read(
     uint64_t after, size_t limit, size_t limit_bytes,
     const std::function<bool(const std::string& event_type)>& matches,
-    std::vector<std::shared_ptr<const Event>>* out, uint64_t* scanned_through) {
+    std::vector<std::shared_ptr<const StoredEvent>>* out,
+    uint64_t* scanned_through) {
   constexpr int kChunk = 512;
   *scanned_through = after;
   absl::MutexLock lock(&reader_mu_);
@@ -422,19 +658,25 @@ absl::Status EventLog::Read(
     while (!full() && (rc = sqlite3_step(s)) == SQLITE_ROW) {
       ++rows;
       *scanned_through = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
-      const std::string type(
-          reinterpret_cast<const char*>(sqlite3_column_text(s, 1)),
-          sqlite3_column_bytes(s, 1));
+      std::string type(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)),
+                       sqlite3_column_bytes(s, 1));
       if (!matches(type)) continue;
-      auto event = std::make_shared<Event>();
-      if (!event->ParseFromArray(sqlite3_column_blob(s, 2),
-                                 sqlite3_column_bytes(s, 2))) {
+      // The stored bytes are sent as they are; that they are a well-formed
+      // message is checked here, without building one.
+      const char* blob = static_cast<const char*>(sqlite3_column_blob(s, 2));
+      const int blob_bytes = sqlite3_column_bytes(s, 2);
+      google::protobuf::io::CodedInputStream input(
+          reinterpret_cast<const uint8_t*>(blob), blob_bytes);
+      if (!google::protobuf::internal::WireFormatLite::SkipMessage(&input) ||
+          !input.ConsumedEntireMessage()) {
         sqlite3_reset(s);
         return absl::DataLossError(absl::StrCat(
             "event log: stored event ", *scanned_through, " is corrupt"));
       }
-      bytes += static_cast<size_t>(sqlite3_column_bytes(s, 2));
-      out->push_back(std::move(event));
+      bytes += static_cast<size_t>(blob_bytes);
+      out->push_back(std::make_shared<const StoredEvent>(
+          *scanned_through, std::move(type),
+          std::string(blob, static_cast<size_t>(blob_bytes))));
     }
     if (full()) break;
     if (rc != SQLITE_DONE) {
@@ -531,6 +773,7 @@ absl::Status EventLog::EnforceRetention(absl::Time now) {
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db.Error("scan", rc);
     if (through < 0) return absl::OkStatus();
 
+    AwaitWalRoom();
     absl::Status status = db.Exec("BEGIN IMMEDIATE");
     sqlite3_stmt* del = db.Prepare("DELETE FROM events WHERE sequence <= ?1");
     if (status.ok() && del == nullptr) {

@@ -66,10 +66,10 @@ class EventHubTest : public ::testing::Test {
   // "<sequence>:<id>", and checks that the read ends in kNone.
   static std::vector<std::string> Drain(Subscription& subscription) {
     std::vector<std::string> read;
-    std::shared_ptr<const Event> event;
+    std::shared_ptr<const StoredEvent> event;
     Next next;
     while ((next = subscription.Read(&event)) == Next::kEvent) {
-      read.push_back(absl::StrCat(event->sequence(), ":", event->id()));
+      read.push_back(absl::StrCat(event->sequence(), ":", event->Parse().id()));
     }
     EXPECT_EQ(next, Next::kNone);
     return read;
@@ -94,13 +94,38 @@ TEST_F(EventHubTest, PublishedEventCarriesItsSequenceAndContents) {
   event.set_raw_body("{}");
   hub_.Publish(event);
 
-  std::shared_ptr<const Event> read;
+  std::shared_ptr<const StoredEvent> read;
   ASSERT_EQ(subscription->Read(&read), Next::kEvent);
   EXPECT_EQ(read->sequence(), 2u);
-  EXPECT_EQ(read->id(), "wh_1");
   EXPECT_EQ(read->event_type(), "ticket.created");
-  EXPECT_EQ(read->raw_body(), "{}");
+  const Event parsed = read->Parse();
+  EXPECT_EQ(parsed.sequence(), 2u);
+  EXPECT_EQ(parsed.id(), "wh_1");
+  EXPECT_EQ(parsed.event_type(), "ticket.created");
+  EXPECT_EQ(parsed.raw_body(), "{}");
   EXPECT_EQ(subscription->cursor(), 2u);
+}
+
+TEST_F(EventHubTest, ReadSaysWhetherAnotherMatchingEventIsWaiting) {
+  auto tickets = hub_.Subscribe(Filter({"ticket.*"}), nullptr);
+  hub_.Publish(MakeEvent("ticket.created", "t1"));
+  hub_.Publish(MakeEvent("call.completed", "c1"));
+  hub_.Publish(MakeEvent("ticket.resolved", "t2"));
+  hub_.Publish(MakeEvent("call.completed", "c2"));
+
+  std::shared_ptr<const StoredEvent> event;
+  bool more = false;
+  ASSERT_EQ(tickets->Read(&event, nullptr, &more), Next::kEvent);
+  EXPECT_EQ(event->sequence(), 1u);
+  EXPECT_TRUE(more);
+  // The call in between was skipped on the way.
+  EXPECT_EQ(tickets->cursor(), 2u);
+
+  ASSERT_EQ(tickets->Read(&event, nullptr, &more), Next::kEvent);
+  EXPECT_EQ(event->sequence(), 3u);
+  EXPECT_FALSE(more);
+  EXPECT_EQ(tickets->cursor(), 4u);
+  EXPECT_EQ(tickets->Read(&event, nullptr, &more), Next::kNone);
 }
 
 TEST_F(EventHubTest, SubscriberSeesOnlyEventsPublishedAfterSubscribing) {
@@ -149,7 +174,7 @@ TEST_F(EventHubTest, SubscribersReadAtTheirOwnPace) {
 TEST_F(EventHubTest, EmptyReadArmsAndTheNextMatchingPublishWakesOnce) {
   WakeCounter wake;
   auto subscription = hub_.Subscribe(Filter({"ticket.*"}), wake.Callback());
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
 
   ASSERT_EQ(subscription->Read(&event), Next::kNone);
   hub_.Publish(MakeEvent("call.completed", "other"));
@@ -174,9 +199,9 @@ TEST_F(EventHubTest, SubscriptionThatNeverReadEmptyIsNotWoken) {
   hub_.Publish(MakeEvent("ticket.created", "t2"));
   EXPECT_EQ(wake.calls.load(), 0);
 
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   ASSERT_EQ(subscription->Read(&event), Next::kEvent);
-  EXPECT_EQ(event->id(), "t1");
+  EXPECT_EQ(event->Parse().id(), "t1");
   hub_.Publish(MakeEvent("ticket.created", "t3"));
   EXPECT_EQ(wake.calls.load(), 0);
 }
@@ -186,7 +211,7 @@ TEST_F(EventHubTest, WakeRunsOnThePublishingThread) {
   auto subscription = hub_.Subscribe(SubscriptionFilter(), [&woken_on] {
     woken_on = std::this_thread::get_id();
   });
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   ASSERT_EQ(subscription->Read(&event), Next::kNone);
 
   std::thread publisher([this] { hub_.Publish(MakeEvent("test.ping", "p")); });
@@ -206,7 +231,7 @@ TEST_F(EventHubTest, LaggingSubscriberFallsBehindWhileOthersKeepReading) {
     EXPECT_THAT(Drain(*keeping_up), ElementsAre(absl::StrCat(i, ":e", i)));
   }
 
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   EXPECT_EQ(lagging->Read(&event), Next::kFellBehind);
   // Falling behind is final for that subscriber.
   EXPECT_EQ(lagging->Read(&event), Next::kFellBehind);
@@ -231,7 +256,7 @@ TEST_F(EventHubTest, SubscriberExactlyOneWindowBehindStillReadsEverything) {
 TEST_F(EventHubTest, PartlyReadSubscriberFallsBehindWhenUnreadEventsLeave) {
   EventHub hub(Window(3));
   auto subscription = hub.Subscribe(SubscriptionFilter(), nullptr);
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
 
   for (int i = 1; i <= 3; ++i) {
     hub.Publish(MakeEvent("ticket.created", absl::StrCat("e", i)));
@@ -254,7 +279,7 @@ TEST_F(EventHubTest, IdleSubscriberIsNotBehindWhenOnlyOtherTypesLeave) {
   EventHub hub(Window(4));
   WakeCounter wake;
   auto emergencies = hub.Subscribe(Filter({"emergency.*"}), wake.Callback());
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   ASSERT_EQ(emergencies->Read(&event), Next::kNone);
 
   for (int i = 1; i <= 10; ++i) {
@@ -274,7 +299,7 @@ TEST_F(EventHubTest, CloseDetachesTheSubscriber) {
   EXPECT_EQ(hub_.subscriber_count(), 2u);
   EXPECT_NE(first->id(), second->id());
 
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   ASSERT_EQ(first->Read(&event), Next::kNone);
   first->Close();
   EXPECT_EQ(hub_.subscriber_count(), 1u);
@@ -314,7 +339,7 @@ TEST_F(EventHubTest, HubCloseMakesReadReturnClosedAndWakesArmedSubscribers) {
   EXPECT_EQ(all_wake.calls.load(), 1);
   EXPECT_EQ(tickets_wake.calls.load(), 1);
 
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   EXPECT_EQ(all->Read(&event), Next::kClosed);
   EXPECT_EQ(tickets->Read(&event), Next::kClosed);
   // Publishing after the close wakes nobody and hands nothing out.
@@ -333,14 +358,14 @@ TEST_F(EventHubTest, HubCloseEndsASubscriberWithUnreadEvents) {
   // Close wakes every subscriber, armed or not, so none is left waiting.
   hub_.Close();
   EXPECT_EQ(wake.calls.load(), 1);
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   EXPECT_EQ(busy->Read(&event), Next::kClosed);
 }
 
 TEST_F(EventHubTest, SubscribingToAClosedHubReadsClosed) {
   hub_.Close();
   auto subscription = hub_.Subscribe(SubscriptionFilter(), nullptr);
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   EXPECT_EQ(subscription->Read(&event), Next::kClosed);
 }
 
@@ -362,7 +387,7 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersLoseAndRepeatNothing) {
     std::condition_variable cv;
     bool woken = false;  // Guarded by mu.
     // Written by the reader thread only; read after join.
-    std::vector<std::shared_ptr<const Event>> received;
+    std::vector<std::shared_ptr<const StoredEvent>> received;
     bool failed = false;
     std::string failure;
     // Last, so that it detaches before the members `wake` uses go away.
@@ -404,7 +429,7 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersLoseAndRepeatNothing) {
     Reader* r = reader.get();
     const size_t want = expected_count(r->filter);
     reader_threads.emplace_back([r, want] {
-      std::shared_ptr<const Event> event;
+      std::shared_ptr<const StoredEvent> event;
       while (r->received.size() < want) {
         switch (r->subscription->Read(&event)) {
           case Next::kEvent:
@@ -477,7 +502,7 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersLoseAndRepeatNothing) {
 
       // One publisher's events arrive in the order it published them, so
       // no event is seen twice.
-      const std::string& id = event->id();
+      const std::string id = event->Parse().id();
       const std::string publisher = id.substr(0, id.find('-'));
       const int index = std::stoi(id.substr(id.find('-') + 1));
       auto it = last_index.find(publisher);
@@ -488,7 +513,7 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersLoseAndRepeatNothing) {
     }
 
     // Nothing more is waiting: no event was delivered late or twice.
-    std::shared_ptr<const Event> extra;
+    std::shared_ptr<const StoredEvent> extra;
     EXPECT_EQ(reader->subscription->Read(&extra), Next::kNone);
   }
   readers.clear();
@@ -510,7 +535,7 @@ TEST(EventHubWindowTest, WindowIsBoundedByBytesAsWellAsCount) {
     event.set_raw_body(std::string(16 << 10, 'x'));
     hub.Publish(std::move(event));
   }
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   EXPECT_EQ(behind->Read(&event), Subscription::Next::kFellBehind);
 
   // A subscriber after the newest event still reads live ones.

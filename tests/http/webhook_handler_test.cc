@@ -169,12 +169,13 @@ TEST_F(WebhookHandlerTest, EveryExampleIsAcceptedAndPublishedInOrder) {
     EXPECT_FALSE(body.get_object().contains("conversionProblems"))
         << response.body();
 
-    std::shared_ptr<const Event> event;
-    ASSERT_EQ(subscription->Read(&event), Subscription::Next::kEvent);
-    EXPECT_EQ(event->sequence(), i + 1);
-    EXPECT_EQ(event->id(), id);
-    EXPECT_EQ(event->event_type(), types[i]);
-    EXPECT_EQ(event->raw_body(), *example);
+    std::shared_ptr<const StoredEvent> stored;
+    ASSERT_EQ(subscription->Read(&stored), Subscription::Next::kEvent);
+    const Event event = stored->Parse();
+    EXPECT_EQ(event.sequence(), i + 1);
+    EXPECT_EQ(event.id(), id);
+    EXPECT_EQ(event.event_type(), types[i]);
+    EXPECT_EQ(event.raw_body(), *example);
   }
   EXPECT_EQ(hub_.last_sequence(), types.size());
 }
@@ -188,15 +189,16 @@ TEST_F(WebhookHandlerTest, AcceptedDeliveryReachesSubscribers) {
   const HttpResponse response = Handle(PostJson(*example));
   ASSERT_EQ(response.result(), http::status::ok) << response.body();
 
-  std::shared_ptr<const Event> event;
-  ASSERT_EQ(subscription->Read(&event), Subscription::Next::kEvent);
-  EXPECT_EQ(event->sequence(), 1u);
-  EXPECT_EQ(event->id(), "wh_c3d4e5f6-a7b8-9012-cdef-123456789012");
-  EXPECT_EQ(event->event_type(), "call.completed");
-  EXPECT_EQ(event->payload_case(), Event::kCallCompleted);
-  EXPECT_EQ(event->raw_body(), *example);
-  EXPECT_GT(event->received_at().seconds(), 0);
-  EXPECT_EQ(subscription->Read(&event), Subscription::Next::kNone);
+  std::shared_ptr<const StoredEvent> stored;
+  ASSERT_EQ(subscription->Read(&stored), Subscription::Next::kEvent);
+  const Event event = stored->Parse();
+  EXPECT_EQ(event.sequence(), 1u);
+  EXPECT_EQ(event.id(), "wh_c3d4e5f6-a7b8-9012-cdef-123456789012");
+  EXPECT_EQ(event.event_type(), "call.completed");
+  EXPECT_EQ(event.payload_case(), Event::kCallCompleted);
+  EXPECT_EQ(event.raw_body(), *example);
+  EXPECT_GT(event.received_at().seconds(), 0);
+  EXPECT_EQ(subscription->Read(&stored), Subscription::Next::kNone);
 }
 
 TEST_F(WebhookHandlerTest, QueryStringOnWebhookPathIsAccepted) {
@@ -208,6 +210,35 @@ TEST_F(WebhookHandlerTest, QueryStringOnWebhookPathIsAccepted) {
   EXPECT_EQ(StringMember(body, "status"), "accepted");
   EXPECT_EQ(StringMember(body, "id"), "wh_query-1");
   EXPECT_EQ(hub_.last_sequence(), 1u);
+}
+
+TEST_F(WebhookHandlerTest, AnswersAreExactlyTheDocumentedJson) {
+  // The common answer is written without a JSON library; it must be the
+  // same bytes that one writes, including for ids that need escaping.
+  const HttpResponse plain =
+      Handle(PostJson(Delivery("wh_plain/é-1", "test.ping")));
+  EXPECT_EQ(plain.result(), http::status::ok);
+  EXPECT_EQ(ContentTypeOf(plain), "application/json");
+  EXPECT_EQ(plain.body(),
+            R"({"status":"accepted","sequence":1,"id":"wh_plain/é-1",)"
+            R"("event":"test.ping"})"
+            "\n");
+
+  const HttpResponse retry =
+      Handle(PostJson(Delivery("wh_plain/é-1", "test.ping")));
+  EXPECT_EQ(retry.body(),
+            R"({"status":"duplicate","sequence":1,"id":"wh_plain/é-1",)"
+            R"("event":"test.ping"})"
+            "\n");
+
+  const HttpResponse quoted =
+      Handle(PostJson(Delivery(R"(wh_\"quoted\"\\)", "test.ping")));
+  EXPECT_EQ(quoted.result(), http::status::ok) << quoted.body();
+  EXPECT_EQ(quoted.body(),
+            R"({"status":"accepted","sequence":2,"id":"wh_\"quoted\"\\",)"
+            R"("event":"test.ping"})"
+            "\n");
+  EXPECT_EQ(StringMember(ParseJson(quoted.body()), "id"), R"(wh_"quoted"\)");
 }
 
 TEST_F(WebhookHandlerTest, OtherPathsAreNotFound) {
@@ -380,7 +411,7 @@ TEST_F(WebhookHandlerTest, RejectedDeliveryPublishesNothing) {
   const HttpResponse rejected = Handle(PostJson(R"({"id": "wh_bad-1"})"));
   ASSERT_EQ(rejected.result(), http::status::bad_request);
   EXPECT_EQ(hub_.last_sequence(), 0u);
-  std::shared_ptr<const Event> event;
+  std::shared_ptr<const StoredEvent> event;
   EXPECT_EQ(subscription->Read(&event), Subscription::Next::kNone);
 
   // The rejected delivery used up no sequence number either.
@@ -390,7 +421,7 @@ TEST_F(WebhookHandlerTest, RejectedDeliveryPublishesNothing) {
   EXPECT_EQ(UintMember(ParseJson(accepted.body()), "sequence"), 1u);
   ASSERT_EQ(subscription->Read(&event), Subscription::Next::kEvent);
   EXPECT_EQ(event->sequence(), 1u);
-  EXPECT_EQ(event->id(), "wh_good-1");
+  EXPECT_EQ(event->Parse().id(), "wh_good-1");
 }
 
 }  // namespace

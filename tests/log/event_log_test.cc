@@ -44,6 +44,7 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using EventPtr = std::shared_ptr<const Event>;
+using StoredPtr = std::shared_ptr<const StoredEvent>;
 
 // Receipt times of test events lie in 2200. Retention that the writer runs
 // by itself compares them with the real clock and never reaches them, so a
@@ -107,18 +108,26 @@ std::vector<uint64_t> AppendAll(EventLog* log, std::vector<Event> events) {
 
 bool MatchAll(const std::string&) { return true; }
 
+// Every event in the log, parsed.
 std::vector<EventPtr> ReadAll(EventLog* log) {
-  std::vector<EventPtr> events;
+  std::vector<StoredPtr> stored;
   uint64_t scanned_through = 0;
   const absl::Status status =
-      log->Read(0, SIZE_MAX, kNoByteLimit, MatchAll, &events, &scanned_through);
+      log->Read(0, SIZE_MAX, kNoByteLimit, MatchAll, &stored, &scanned_through);
   EXPECT_TRUE(status.ok()) << status;
+  std::vector<EventPtr> events;
+  for (const StoredPtr& event : stored) {
+    events.push_back(std::make_shared<const Event>(event->Parse()));
+    EXPECT_EQ(events.back()->sequence(), event->sequence());
+    EXPECT_EQ(events.back()->event_type(), event->event_type());
+  }
   return events;
 }
 
-std::vector<uint64_t> SequencesOf(const std::vector<EventPtr>& events) {
+template <typename EventPointer>
+std::vector<uint64_t> SequencesOf(const std::vector<EventPointer>& events) {
   std::vector<uint64_t> sequences;
-  for (const EventPtr& event : events) sequences.push_back(event->sequence());
+  for (const auto& event : events) sequences.push_back(event->sequence());
   return sequences;
 }
 
@@ -138,11 +147,11 @@ uint64_t StoredBytes(const std::vector<EventPtr>& events) {
 class CommitRecorder {
  public:
   EventLog::CommitListener Listener() {
-    return [this](const std::vector<EventPtr>& events) {
+    return [this](const std::vector<StoredPtr>& events) {
       absl::MutexLock lock(&mu_);
-      for (const EventPtr& event : events) {
+      for (const StoredPtr& event : events) {
         sequences_.push_back(event->sequence());
-        ids_.push_back(event->id());
+        ids_.push_back(event->Parse().id());
       }
     };
   }
@@ -403,7 +412,7 @@ TEST_F(EventLogTest, QueuedAppendsShareCommits) {
   // queued, so that the rest must be committed in batches of max_batch.
   absl::Notification all_queued;
   std::atomic<bool> held{false};
-  std::unique_ptr<EventLog> log = OpenLog([&](const std::vector<EventPtr>&) {
+  std::unique_ptr<EventLog> log = OpenLog([&](const std::vector<StoredPtr>&) {
     if (!held.exchange(true)) all_queued.WaitForNotification();
   });
   ASSERT_NE(log, nullptr);
@@ -457,7 +466,7 @@ class ReadTest : public EventLogTest {
   }
 
   std::unique_ptr<EventLog> log_;
-  std::vector<EventPtr> out_;
+  std::vector<StoredPtr> out_;
   uint64_t scanned_through_ = 12345;
 };
 
@@ -467,7 +476,7 @@ TEST_F(ReadTest, ReturnsEventsAfterTheGivenSequenceUpToTheLimit) {
 
   EXPECT_THAT(SequencesOf(out_), ElementsAre(3, 4, 5));
   EXPECT_EQ(scanned_through_, 5u);
-  EXPECT_EQ(out_[0]->id(), "d-3");
+  EXPECT_EQ(out_[0]->Parse().id(), "d-3");
   EXPECT_EQ(out_[0]->event_type(), "ticket.resolved");
 }
 
@@ -507,11 +516,12 @@ TEST_F(ReadTest, NothingAfterTheNewestLeavesScannedThroughAtAfter) {
 }
 
 TEST_F(ReadTest, StopsOnceTheEventsReadReachTheByteLimit) {
-  std::vector<EventPtr> all;
+  std::vector<StoredPtr> all;
   ASSERT_TRUE(
       log_->Read(0, 10, kNoByteLimit, MatchAll, &all, &scanned_through_).ok());
   ASSERT_EQ(all.size(), 7u);
-  const size_t two_events = all[2]->ByteSizeLong() + all[3]->ByteSizeLong();
+  const size_t two_events =
+      all[2]->serialized().size() + all[3]->serialized().size();
 
   ASSERT_TRUE(
       log_->Read(2, 10, two_events, MatchAll, &out_, &scanned_through_).ok());
@@ -547,7 +557,7 @@ TEST_F(EventLogTest, ReadScansPastManyRejectedEvents) {
     return type == "ticket.created";
   };
 
-  std::vector<EventPtr> out;
+  std::vector<StoredPtr> out;
   uint64_t scanned_through = 0;
   ASSERT_TRUE(
       log->Read(0, 10, kNoByteLimit, is_ticket, &out, &scanned_through).ok());
@@ -903,7 +913,7 @@ TEST_F(EventLogTest, OpenFailsOnAnotherSchemaVersion) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(DatabasePath().c_str(), &db), SQLITE_OK);
   const int rc =
-      sqlite3_exec(db, "UPDATE meta SET value = 2 WHERE key = 'schema_version'",
+      sqlite3_exec(db, "UPDATE meta SET value = 3 WHERE key = 'schema_version'",
                    nullptr, nullptr, nullptr);
   const int changed = sqlite3_changes(db);
   sqlite3_close(db);
@@ -915,7 +925,153 @@ TEST_F(EventLogTest, OpenFailsOnAnotherSchemaVersion) {
 
   ASSERT_FALSE(log.ok());
   EXPECT_EQ(log.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(log.status().message(), HasSubstr("schema version 2"));
+  EXPECT_THAT(log.status().message(), HasSubstr("schema version 3"));
+}
+
+// Runs `sql` on the database at `path`; returns SQLite's result code.
+int ExecSql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open(path.c_str(), &db);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return rc;
+}
+
+// The first column of the first row of `sql` on the database at `path`.
+int64_t QuerySql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  int64_t value = -1;
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK &&
+      sqlite3_step(statement) == SQLITE_ROW) {
+    value = sqlite3_column_int64(statement, 0);
+  }
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  return value;
+}
+
+TEST_F(EventLogTest, LogOfSchemaVersionOneIsUpgradedInPlace) {
+  // A log as the first schema left it: ids unique by a text index, three
+  // events kept (sequences 2..4; 1 was deleted by retention).
+  constexpr const char* kVersionOneSchema = R"sql(
+    PRAGMA journal_mode=WAL;
+    CREATE TABLE events (
+      sequence       INTEGER PRIMARY KEY,
+      delivery_id    TEXT    NOT NULL UNIQUE,
+      event_type     TEXT    NOT NULL,
+      received_at_us INTEGER NOT NULL,
+      event          BLOB    NOT NULL);
+    CREATE INDEX events_by_received_at ON events (received_at_us);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('schema_version', 1),
+      ('last_sequence', 4), ('trimmed_through', 1),
+      ('trimmed_received_at_us', 7258118400000000);
+  )sql";
+  std::filesystem::create_directories(options_.data_dir);
+  ASSERT_EQ(ExecSql(DatabasePath(), kVersionOneSchema), SQLITE_OK);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(DatabasePath().c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* insert = nullptr;
+    ASSERT_EQ(
+        sqlite3_prepare_v2(db, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &insert, nullptr),
+        SQLITE_OK);
+    for (int sequence = 2; sequence <= 4; ++sequence) {
+      Event event = MakeEvent(absl::StrCat("old-", sequence), "ticket.created",
+                              kBase + absl::Seconds(sequence));
+      event.set_sequence(sequence);
+      const std::string blob = event.SerializeAsString();
+      sqlite3_bind_int64(insert, 1, sequence);
+      sqlite3_bind_text(insert, 2, event.id().c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 3, "ticket.created", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(insert, 4, absl::ToUnixMicros(ReceivedAt(event)));
+      sqlite3_bind_blob(insert, 5, blob.data(), static_cast<int>(blob.size()),
+                        SQLITE_TRANSIENT);
+      ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+      sqlite3_reset(insert);
+    }
+    sqlite3_finalize(insert);
+    sqlite3_close(db);
+  }
+
+  {
+    std::unique_ptr<EventLog> log = OpenLog();
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->range().first, 2u);
+    EXPECT_EQ(log->range().last, 4u);
+    const std::vector<EventPtr> stored = ReadAll(log.get());
+    EXPECT_THAT(SequencesOf(stored), ElementsAre(2, 3, 4));
+    ASSERT_EQ(stored.size(), 3u);
+    EXPECT_EQ(stored[1]->id(), "old-3");
+
+    // Ids stored before the upgrade are still found.
+    absl::StatusOr<AppendResult> retry =
+        AppendAndWait(log.get(), MakeEvent("old-3"));
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(retry->duplicate);
+    EXPECT_EQ(retry->sequence, 3u);
+    EXPECT_THAT(AppendAll(log.get(), {MakeEvent("new")}), ElementsAre(5));
+  }
+
+  EXPECT_EQ(QuerySql(DatabasePath(),
+                     "SELECT value FROM meta WHERE key = 'schema_version'"),
+            2);
+  // The text index on delivery_id is gone; the hash index took its place.
+  EXPECT_EQ(QuerySql(DatabasePath(),
+                     "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                     " AND tbl_name = 'events' AND name LIKE 'sqlite_auto%'"),
+            0);
+  EXPECT_EQ(
+      QuerySql(DatabasePath(), "SELECT count(*) FROM events WHERE id_hash = 0"),
+      0);
+  std::unique_ptr<EventLog> reopened = OpenLog();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->range().last, 5u);
+}
+
+TEST_F(EventLogTest, DeliveryIdsWhoseHashesCollideAreToldApartByTheirIds) {
+  // Every id hashes alike, so the id itself decides.
+  options_.id_hash = [](absl::string_view) { return uint64_t{42}; };
+  {
+    std::unique_ptr<EventLog> log = OpenLog();
+    ASSERT_NE(log, nullptr);
+    EXPECT_THAT(AppendAll(log.get(), {MakeEvent("a"), MakeEvent("b")}),
+                ElementsAre(1, 2));
+
+    absl::StatusOr<AppendResult> retry =
+        AppendAndWait(log.get(), MakeEvent("b"));
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(retry->duplicate);
+    EXPECT_EQ(retry->sequence, 2u);
+    absl::StatusOr<AppendResult> fresh =
+        AppendAndWait(log.get(), MakeEvent("c"));
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    EXPECT_FALSE(fresh->duplicate);
+    EXPECT_EQ(fresh->sequence, 3u);
+  }
+
+  std::unique_ptr<EventLog> log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  absl::StatusOr<AppendResult> retry = AppendAndWait(log.get(), MakeEvent("a"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->sequence, 1u);
+  const std::vector<EventPtr> stored = ReadAll(log.get());
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[0]->id(), "a");
+  EXPECT_EQ(stored[1]->id(), "b");
+  EXPECT_EQ(stored[2]->id(), "c");
+  EXPECT_EQ(log->duplicates(), 1u);
+}
+
+TEST(HashDeliveryIdTest, IsTheDocumentedFunction) {
+  // Stored in every log: a change here needs a new schema version.
+  EXPECT_EQ(HashDeliveryId(""), 0xefd01f60ba992926u);
+  EXPECT_EQ(HashDeliveryId("wh_a1b2c3d4-e5f6-7890-abcd-ef1234567890"),
+            0xff254953dccc64e8u);
 }
 
 TEST_F(EventLogTest, ClosingCompletesQueuedAppends) {
@@ -944,11 +1100,13 @@ TEST_F(EventLogTest, ClosingCompletesQueuedAppends) {
 }
 
 TEST_F(EventLogTest, WriteAheadLogStaysBoundedAsEventsAccumulate) {
-  // Four times SQLite's default checkpoint threshold (1000 pages of 4 KiB),
-  // with duplicates, whose look-ups must not pin the WAL either.
+  // Sixteen times the WAL's limit, with duplicates, whose look-ups must not
+  // pin the WAL either.
   constexpr int kRounds = 4;
   constexpr int kPerRound = 1000;
   constexpr size_t kBodyBytes = 4000;
+  options_.checkpoint_bytes = 256 << 10;
+  options_.wal_max_bytes = 1 << 20;
   std::unique_ptr<EventLog> log = OpenLog();
   ASSERT_NE(log, nullptr);
   for (int round = 0; round < kRounds; ++round) {
@@ -975,6 +1133,7 @@ TEST_F(EventLogTest, WriteAheadLogStaysBoundedAsEventsAccumulate) {
       std::filesystem::file_size(DatabasePath() + "-wal");
   EXPECT_LT(wal_bytes, written / 2);
   EXPECT_GT(std::filesystem::file_size(DatabasePath()), written / 2);
+  EXPECT_GT(log->checkpoints(), 0u);
 }
 
 TEST(EventLogLockTest, SecondLogOnTheSameDirectoryIsRefused) {

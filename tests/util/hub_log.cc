@@ -11,9 +11,7 @@ HubLog::HubLog(EventLogOptions options) {
   EventHub* hub = &hub_;
   absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(
       std::move(options),
-      [hub](
-          const std::vector<std::shared_ptr<const staffify::fanout::v1::Event>>&
-              events) {
+      [hub](const std::vector<std::shared_ptr<const StoredEvent>>& events) {
         for (const auto& event : events) hub->Publish(event);
       });
   if (!log.ok()) {
