@@ -121,8 +121,13 @@ void EventConverter::LimitSize(Event* event) const {
 }
 
 absl::StatusOr<Event> EventConverter::Convert(absl::string_view body) const {
+  // The parsed document lives only while this call converts it: it is
+  // allocated from a buffer on the stack (then from blocks freed together),
+  // not node by node from the heap.
+  unsigned char value_buffer[4096];
+  boost::json::monotonic_resource resource(value_buffer, sizeof value_buffer);
   absl::StatusOr<boost::json::value> parsed =
-      ParseStrictJson(body, options_.max_json_depth);
+      ParseStrictJson(body, options_.max_json_depth, &resource);
   if (!parsed.ok()) return parsed.status();
   const boost::json::value& root = *parsed;
   if (!root.is_object()) {

@@ -34,7 +34,9 @@ class StrictHandler {
   static constexpr std::size_t max_string_size =
       boost::json::string::max_size();
 
-  StrictHandler() { stack_.reset(); }
+  explicit StrictHandler(boost::json::storage_ptr storage) {
+    stack_.reset(std::move(storage));
+  }
 
   boost::json::value Release() { return stack_.release(); }
 
@@ -200,11 +202,11 @@ std::string QuotePath(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<boost::json::value> ParseStrictJson(absl::string_view text,
-                                                   size_t max_depth) {
+absl::StatusOr<boost::json::value> ParseStrictJson(
+    absl::string_view text, size_t max_depth, boost::json::storage_ptr storage) {
   boost::json::parse_options options;
   options.max_depth = max_depth;
-  boost::json::basic_parser<StrictHandler> parser(options);
+  boost::json::basic_parser<StrictHandler> parser(options, std::move(storage));
   boost::json::error_code ec;
   const size_t used =
       parser.write_some(/*more=*/false, text.data(), text.size(), ec);

@@ -27,9 +27,10 @@ namespace fanout {
 // `duplicate key "data.ticketId"`. Keys are compared after unescaping, so
 // "a" and "\u0061" are the same key. Integers within 64 bits keep their
 // exact value (int64 or uint64); other numbers are the double nearest to
-// the text, correctly rounded.
-absl::StatusOr<boost::json::value> ParseStrictJson(absl::string_view text,
-                                                   size_t max_depth);
+// the text, correctly rounded. The value is allocated from `storage`.
+absl::StatusOr<boost::json::value> ParseStrictJson(
+    absl::string_view text, size_t max_depth,
+    boost::json::storage_ptr storage = {});
 
 }  // namespace fanout
 
