@@ -80,8 +80,13 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
     return invalid("http_max_connections is 0");
   }
   if (options.http_threads < 1) return invalid("http_threads must be >= 1");
-  if (options.converter.max_json_depth < 2) {
-    return invalid("max_json_depth must be at least 2 (envelope and data)");
+  if (options.converter.max_json_depth < 2 ||
+      options.converter.max_json_depth > kMaxJsonDepthLimit) {
+    return invalid(absl::StrCat(
+        "max_json_depth must be between 2 (envelope and data) and ",
+        kMaxJsonDepthLimit,
+        " (deeper untyped data exceeds what subscribers' protobuf parsers "
+        "read)"));
   }
   // Keeps the Subscribe request limit (MaxSubscribeRequestBytes) small.
   if (options.service.max_pattern_bytes > (1 << 20) ||

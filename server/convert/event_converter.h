@@ -23,6 +23,12 @@
 
 namespace fanout {
 
+// The largest max_json_depth allowed. Untyped data is sent as a
+// google.protobuf.Struct, up to three message levels per JSON level, and
+// subscribers parse with protobuf's default limit of 100 levels; deeper
+// documents would be stored but could not be read back by any subscriber.
+inline constexpr size_t kMaxJsonDepthLimit = 32;
+
 struct EventConverterOptions {
   // Deepest nesting of JSON arrays and objects accepted in a body.
   size_t max_json_depth = 32;

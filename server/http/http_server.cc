@@ -10,7 +10,10 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -87,6 +90,16 @@ class Session : public std::enable_shared_from_this<Session> {
     ReadHeader();
   }
 
+  // Whether the request's Transfer-Encoding is one header saying "chunked"
+  // and nothing else.
+  static bool IsPlainChunked(const http::request_header<>& header) {
+    if (header.count(http::field::transfer_encoding) != 1) return false;
+    absl::string_view value(header[http::field::transfer_encoding].data(),
+                            header[http::field::transfer_encoding].size());
+    return absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(value),
+                                  "chunked");
+  }
+
   void ReadHeader() {
     stream_.expires_after(ToChrono(options_->header_timeout));
     http::async_read_header(
@@ -99,6 +112,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnReadHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     const auto& header = parser_->get();
+    if (header.count(http::field::transfer_encoding) > 0 &&
+        !IsPlainChunked(header)) {
+      // Beast reads a body whose last coding is not chunked as "none", and
+      // ignores codings before chunked; a proxy in front may read either
+      // otherwise (request smuggling). Only the one coding Staffify uses is
+      // accepted, and the connection is not reused.
+      return Write(JsonErrorResponse(
+                       http::status::bad_request, "bad_request",
+                       "Transfer-Encoding other than a single \"chunked\" "
+                       "is not supported"),
+                   /*keep_alive=*/false);
+    }
     if (beast::iequals(header[http::field::expect], "100-continue") &&
         !parser_->is_done()) {
       // The client waits for this before sending the body.

@@ -464,6 +464,46 @@ TEST_F(EventConverterTest, UnmodelledTypeHasNoPayloadMember) {
   EXPECT_EQ(converter_.PayloadField(""), nullptr);
 }
 
+// Subscribers parse events with protobuf's default nesting limit (100
+// levels in C++, Python and JavaScript alike). Untyped data becomes a
+// google.protobuf.Struct, which takes two or three message levels for each
+// JSON level, so the depth the converter accepts must stay below what that
+// limit can hold, or one delivery would stop every subscriber replaying it.
+TEST(EventConverterDepthTest, DeepestAcceptedBodyParsesWithDefaultLimits) {
+  EventConverterOptions options;
+  options.max_json_depth = kMaxJsonDepthLimit;
+  EventConverter converter(options);
+  for (const auto& [open, close] :
+       std::vector<std::pair<std::string, std::string>>{{R"({"a":)", "}"},
+                                                        {"[", "]"}}) {
+    SCOPED_TRACE(open);
+    // The envelope is one level and "data" is a second; the rest nest.
+    std::string data = "1";
+    for (size_t level = 2; level < kMaxJsonDepthLimit; ++level) {
+      data = absl::StrCat(open, data, close);
+    }
+    const std::string body = absl::StrCat(
+        R"({"id":"wh_deep","event":"custom.deep","timestamp":)",
+        R"("2026-03-01T12:00:00Z","data":{"nested":)", data, "}}");
+    absl::StatusOr<Event> event = converter.Convert(body);
+    ASSERT_TRUE(event.ok()) << event.status();
+
+    staffify::fanout::v1::SubscribeResponse response;
+    *response.mutable_event() = *std::move(event);
+    response.mutable_event()->clear_raw_body();
+    const std::string wire = response.SerializeAsString();
+    staffify::fanout::v1::SubscribeResponse parsed;
+    EXPECT_TRUE(parsed.ParseFromString(wire));
+
+    // One level more is refused.
+    const std::string deeper = absl::StrCat(
+        R"({"id":"wh_deep","event":"custom.deep","timestamp":)",
+        R"("2026-03-01T12:00:00Z","data":{"nested":)", open, data, close,
+        "}}");
+    EXPECT_FALSE(converter.Convert(deeper).ok());
+  }
+}
+
 // ------------------------------------------------------------ envelope
 
 TEST_F(EventConverterTest, TimestampKeepsFractionAndOffset) {

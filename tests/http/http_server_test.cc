@@ -496,6 +496,42 @@ TEST_F(HttpServerTest, ContentLengthWithTransferEncodingIsBadRequest) {
   EXPECT_EQ(hub_.last_sequence(), 0u);
 }
 
+TEST_F(HttpServerTest, TransferEncodingOtherThanChunkedIsBadRequest) {
+  // Beast would read these as a request with no body, or ignore the codings
+  // before "chunked", and the bytes after the headers would then be taken
+  // for a request of their own: one a proxy in front never saw.
+  const std::string smuggled =
+      absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Content-Type: application/json\r\nContent-Length: ",
+                   Ping("wh_te-smuggled").size(), "\r\n\r\n",
+                   Ping("wh_te-smuggled"));
+  const std::string chunked = absl::StrCat(absl::Hex(smuggled.size()), "\r\n",
+                                           smuggled, "\r\n0\r\n\r\n");
+  for (const std::string& headers :
+       {std::string("Transfer-Encoding: identity\r\n"),
+        std::string("Transfer-Encoding: xchunked\r\n"),
+        std::string("Transfer-Encoding: chunked, identity\r\n"),
+        std::string("Transfer-Encoding: gzip, chunked\r\n"),
+        std::string("Transfer-Encoding: chunked\r\n"
+                    "Transfer-Encoding: chunked\r\n")}) {
+    SCOPED_TRACE(headers);
+    for (const std::string* body : {&smuggled, &chunked}) {
+      RawConnection connection;
+      ASSERT_NO_FATAL_FAILURE(Connect(*server_, &connection));
+      ASSERT_TRUE(Succeeded(connection.Write(
+          absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       "Content-Type: application/json\r\n",
+                       headers, "\r\n", *body))));
+
+      HttpClientResponse response;
+      ASSERT_TRUE(Succeeded(connection.Read(&response)));
+      ExpectErrorThenClose(&connection, response, http::status::bad_request,
+                           "bad_request");
+    }
+  }
+  EXPECT_EQ(hub_.last_sequence(), 0u);
+}
+
 TEST_F(HttpServerTest, ConflictingContentLengthsAreBadRequest) {
   const std::string body = Ping("wh_two-lengths-1");
   RawConnection connection;
