@@ -97,6 +97,7 @@ class SubscribeStream : public grpc::ServerWriteReactor<Response> {
                   const std::string& peer)
       : context_(context),
         filter_(filter),
+        attached_at_(absl::Now()),
         // A stream with nothing to send at once begins with a heartbeat, so
         // that a client learns its position before any event: were it to
         // reconnect "new only", it would skip what arrived in between.
@@ -169,7 +170,9 @@ class SubscribeStream : public grpc::ServerWriteReactor<Response> {
         switch (subscription_->Read(&event, &published_at, &more)) {
           case Subscription::Next::kEvent:
             action = Action::kWrite;
-            if (context_.metrics != nullptr) {
+            // Events committed before the stream attached are replays
+            // from the window, not a measure of live delivery.
+            if (context_.metrics != nullptr && published_at >= attached_at_) {
               context_.metrics->commit_to_send().Observe(absl::Now() -
                                                          published_at);
             }
@@ -306,6 +309,7 @@ class SubscribeStream : public grpc::ServerWriteReactor<Response> {
   // Events written (heartbeats not counted), and how the stream ended.
   uint64_t events_sent_ = 0;                          // Guarded by mu_.
   grpc::StatusCode end_code_ = grpc::StatusCode::OK;  // Guarded by mu_.
+  const absl::Time attached_at_;
   absl::Time last_activity_;                          // Guarded by mu_.
   std::deque<std::shared_ptr<const StoredEvent>> backlog_;  // Guarded by mu_.
   bool wrote_ = false;                                      // Guarded by mu_.

@@ -701,6 +701,15 @@ TEST_F(EndToEndTest, OperatorEndpointsReportHealthReadinessAndMetrics) {
     EXPECT_THAT(metrics.body, ::testing::HasSubstr(line + "\n"));
   }
 
+  // A stream that starts from the oldest event reads it again from the
+  // hub's window: a replay, not a live send, so not timed.
+  StartPosition oldest;
+  oldest.set_from_oldest(true);
+  TestSubscriber replaying(grpc_target_, {}, oldest);
+  ASSERT_EQ(replaying.WaitForEvents(1).size(), 1u);
+  EXPECT_THAT(get("/metrics").body,
+              ::testing::HasSubstr("fanout_commit_to_send_seconds_count 1\n"));
+
   server_->Shutdown();
   EXPECT_FALSE(server_->Ready());
 }
