@@ -54,6 +54,12 @@ void Ingestor::Ingest(std::string body, Done done) {
       *std::move(event),
       [this, received_at, result = std::move(result),
        done = std::move(done)](absl::StatusOr<AppendResult> appended) mutable {
+        if (appended.ok() && appended->differs) {
+          // The answer and the counters describe what was kept, not the
+          // retry's different body.
+          result.event_type = std::move(appended->stored_event_type);
+          result.conversion_problems = std::move(appended->stored_problems);
+        }
         Record(received_at, result, appended);
         if (!appended.ok()) {
           done(appended.status());

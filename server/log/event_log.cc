@@ -546,6 +546,11 @@ void EventLog::CommitBatch(std::vector<Pending>* batch) {
       original.ParseFromArray(sqlite3_column_blob(lookup, 2),
                               sqlite3_column_bytes(lookup, 2));
       result.differs = original.raw_body() != event.raw_body();
+      if (result.differs) {
+        result.stored_event_type = original.event_type();
+        result.stored_problems.assign(original.conversion_problems().begin(),
+                                      original.conversion_problems().end());
+      }
       results.push_back(result);
       duplicate = true;
       break;

@@ -79,6 +79,10 @@ struct AppendResult {
   bool duplicate = false;
   // For a duplicate: whether its body differed from the stored one.
   bool differs = false;
+  // For a duplicate whose body differed: the stored event's type and
+  // conversion problems, which describe what was kept.
+  std::string stored_event_type;
+  std::vector<staffify::fanout::v1::ConversionProblem> stored_problems;
 };
 
 // The sequences a log holds: first..last, or none when empty (first = last

@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "client/event_subscriber.h"
 #include "client/webhook_sender.h"
 #include "gmock/gmock.h"
@@ -413,6 +414,22 @@ TEST_F(EndToEndTest, DuplicateDeliveryIsAcceptedButNotFannedOutTwice) {
   ASSERT_TRUE(differing.ok());
   EXPECT_EQ(boost::json::parse(differing->body).at("status"), "duplicate");
   EXPECT_EQ(server_->log()->differing_duplicates(), 1u);
+
+  // Another type and a field that does not convert under the same id: the
+  // answer still describes the event that was kept.
+  const std::string retyped = absl::StrReplaceAll(
+      *body, {{R"("event": "ticket.created")", R"("event": "call.completed")"},
+              {R"("event":"ticket.created")", R"("event":"call.completed")"}});
+  ASSERT_NE(retyped, *body);
+  absl::StatusOr<HttpAnswer> retyped_answer = sender_->PostJson(retyped);
+  ASSERT_TRUE(retyped_answer.ok());
+  const boost::json::value retyped_json =
+      boost::json::parse(retyped_answer->body);
+  EXPECT_EQ(retyped_json.at("status"), "duplicate");
+  EXPECT_EQ(retyped_json.at("event"), "ticket.created") << retyped_answer->body;
+  EXPECT_EQ(retyped_json.as_object().if_contains("conversionProblems"),
+            nullptr)
+      << retyped_answer->body;
 
   // A later, different delivery shows nothing else came through between.
   Post(Ping(1));
