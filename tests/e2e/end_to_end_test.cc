@@ -372,6 +372,22 @@ TEST_F(EndToEndTest, GrpcConnectionSettingsAreValidated) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(EndToEndTest, JsonDepthIsValidatedAgainstWhatSubscribersCanParse) {
+  FanoutServerOptions options;
+  options.allow_unsigned = true;
+  options.converter.max_json_depth = kMaxJsonDepthLimit;
+  EXPECT_TRUE(ValidateOptions(options).ok());
+
+  for (size_t depth : {size_t{1}, kMaxJsonDepthLimit + 1, size_t{100000}}) {
+    FanoutServerOptions bad = options;
+    bad.converter.max_json_depth = depth;
+    const absl::Status status = ValidateOptions(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << depth;
+    EXPECT_THAT(std::string(status.message()),
+                ::testing::HasSubstr("max_json_depth"));
+  }
+}
+
 StartPosition After(uint64_t sequence) {
   StartPosition start;
   start.set_after_sequence(sequence);
