@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "server/store/embedded_store.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -34,6 +35,15 @@ int ChannelArgMillis(absl::Duration duration) {
 int ChannelArgMillisOrNever(absl::Duration duration) {
   return duration == absl::ZeroDuration() ? std::numeric_limits<int>::max()
                                           : ChannelArgMillis(duration);
+}
+
+// Opens the event store the options select, feeding `hub`.
+absl::StatusOr<std::unique_ptr<EventStore>> OpenStore(
+    const FanoutServerOptions& options, EventHub* hub) {
+  absl::StatusOr<std::unique_ptr<EmbeddedStore>> embedded =
+      EmbeddedStore::Open(options.log, hub);
+  if (!embedded.ok()) return embedded.status();
+  return std::unique_ptr<EventStore>(*std::move(embedded));
 }
 
 }  // namespace
@@ -199,22 +209,15 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
   std::unique_ptr<FanoutServer> server(new FanoutServer(std::move(options)));
   server->access_tokens_ = std::move(access_tokens);
 
-  // Committed events go to the hub, and from there to subscribers, in
-  // commit order on the log's writer thread.
-  EventHub* hub = &server->hub_;
-  absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(
-      server->options_.log,
-      [hub](const std::vector<std::shared_ptr<const StoredEvent>>& events) {
-        for (const auto& event : events) hub->Publish(event);
-      });
-  if (!log.ok()) {
+  absl::StatusOr<std::unique_ptr<EventStore>> store =
+      OpenStore(server->options_, &server->hub_);
+  if (!store.ok()) {
     server->stopped_ = true;
-    return log.status();
+    return store.status();
   }
-  server->log_ = *std::move(log);
-  server->hub_.StartAfter(server->log_->range().last);
+  server->store_ = *std::move(store);
   server->ingestor_ = std::make_unique<Ingestor>(
-      &server->converter_, server->log_.get(), &server->metrics_);
+      &server->converter_, server->store_.get(), &server->metrics_);
   if (!server->options_.webhook_secrets.empty()) {
     SignatureVerifierOptions verifier_options;
     verifier_options.secrets = server->options_.webhook_secrets;
@@ -231,7 +234,7 @@ absl::StatusOr<std::unique_ptr<FanoutServer>> FanoutServer::Start(
       OperatorEndpoints{[self] { return self->Ready(); },
                         [self] { return self->RenderMetrics(); }});
   server->service_ = std::make_unique<FanoutService>(
-      &server->hub_, server->log_.get(), &server->metrics_,
+      &server->hub_, server->store_.get(), &server->metrics_,
       server->options_.service, server->access_tokens_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -337,39 +340,7 @@ std::string FanoutServer::RenderMetrics() const {
                       verifier_->failures(failure), "\n");
     }
   }
-  if (log_ != nullptr) {
-    const LogRange range = log_->range();
-    absl::StrAppend(
-        &out,
-        "# HELP fanout_duplicates_total Deliveries whose id was already "
-        "stored.\n# TYPE fanout_duplicates_total counter\n"
-        "fanout_duplicates_total ",
-        log_->duplicates(),
-        "\n# HELP fanout_differing_duplicates_total Duplicates whose body "
-        "differed from the stored one.\n"
-        "# TYPE fanout_differing_duplicates_total counter\n"
-        "fanout_differing_duplicates_total ",
-        log_->differing_duplicates(),
-        "\n# HELP fanout_log_commits_total Event log transactions.\n"
-        "# TYPE fanout_log_commits_total counter\nfanout_log_commits_total ",
-        log_->commits(),
-        "\n# HELP fanout_log_checkpoints_total Checkpoints of the event "
-        "log's write-ahead log.\n"
-        "# TYPE fanout_log_checkpoints_total counter\n"
-        "fanout_log_checkpoints_total ",
-        log_->checkpoints(),
-        "\n# HELP fanout_log_wal_restarts_total Checkpoints that held "
-        "commits back because the write-ahead log reached its limit.\n"
-        "# TYPE fanout_log_wal_restarts_total counter\n"
-        "fanout_log_wal_restarts_total ",
-        log_->wal_restarts(),
-        "\n# HELP fanout_log_last_sequence Newest sequence in the log.\n"
-        "# TYPE fanout_log_last_sequence gauge\nfanout_log_last_sequence ",
-        range.last,
-        "\n# HELP fanout_log_first_sequence Oldest retained sequence.\n"
-        "# TYPE fanout_log_first_sequence gauge\nfanout_log_first_sequence ",
-        range.first, "\n");
-  }
+  if (store_ != nullptr) store_->RenderMetrics(&out);
 
   const uint64_t last = hub_.last_sequence();
   const auto cursors = hub_.SubscriberCursors();
@@ -432,7 +403,7 @@ void FanoutServer::Shutdown() {
   http_threads_.clear();
   grpc_.reset();
   service_.reset();
-  log_.reset();  // Commits what is queued.
+  store_.reset();  // Commits what is queued.
   if (started) spdlog::info("stopped last_seq={}", hub_.last_sequence());
 }
 

@@ -1,6 +1,6 @@
-// The whole service in one object: HTTP ingest, conversion, the event log,
-// the fan-out hub and the gRPC Subscribe service, started and stopped
-// together.
+// The whole service in one object: HTTP ingest, conversion, the event
+// store (embedded or NATS JetStream), the fan-out hub and the gRPC
+// Subscribe service, started and stopped together.
 //
 // main() and the end-to-end tests both run the service through this class.
 
@@ -29,6 +29,7 @@
 #include "server/http/webhook_handler.h"
 #include "server/ingest/ingestor.h"
 #include "server/log/event_log.h"
+#include "server/store/event_store.h"
 
 namespace fanout {
 
@@ -77,6 +78,8 @@ struct FanoutServerOptions {
   // How far a signature's timestamp may be from our clock.
   absl::Duration signature_tolerance = absl::Minutes(5);
   EventConverterOptions converter;
+  // The embedded event log's settings; retention_age and retention_bytes
+  // apply to every backend.
   EventLogOptions log;
   EventHubOptions hub;
   FanoutServiceOptions service;
@@ -120,13 +123,13 @@ class FanoutServer {
 
   // The Prometheus text of GET /metrics.
   std::string RenderMetrics() const;
-  // Whether the log is open and both listeners are up (GET /readyz).
+  // Whether the store is open and both listeners are up (GET /readyz).
   bool Ready() const { return ready_.load(); }
 
   uint16_t http_port() const { return http_->port(); }
   int grpc_port() const { return grpc_port_; }
   EventHub* hub() { return &hub_; }
-  EventLog* log() { return log_.get(); }
+  EventStore* store() { return store_.get(); }
 
  private:
   explicit FanoutServer(FanoutServerOptions options);
@@ -138,13 +141,13 @@ class FanoutServer {
   EventConverter converter_;
   Metrics metrics_;
   EventHub hub_;
-  std::unique_ptr<EventLog> log_;
+  std::unique_ptr<EventStore> store_;
   std::unique_ptr<SignatureVerifier> verifier_;  // Null when unsigned.
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<WebhookHandler> handler_;
   std::unique_ptr<AccessTokens> access_tokens_;  // Null when open.
-  // Declared after the hub, the log and the tokens: its replay threads use
-  // the first two, its calls the tokens.
+  // Declared after the hub, the store and the tokens: its replay threads
+  // use the first two, its calls the tokens.
   std::unique_ptr<FanoutService> service_;
 
   absl::Mutex tick_mu_;

@@ -76,14 +76,14 @@ Response HeartbeatResponse(uint64_t sequence) {
 
 struct StreamContext {
   EventHub* hub;
-  EventLog* log;
+  EventStore* store;
   Metrics* metrics;  // May be null.
   WorkQueue* replay_queue;
   const FanoutServiceOptions* options;
 };
 
 // One Subscribe stream. Callbacks arrive on gRPC's threads, hub wake-ups on
-// the log's writer thread, replay results on the replay queue; mu_ orders
+// the store's thread that feeds the hub, replay results on the replay queue; mu_ orders
 // them. StartWrite and Finish are called after mu_ is released, so that a
 // reactor callback run inline can never find it held.
 //
@@ -228,29 +228,31 @@ class SubscribeStream : public grpc::ServerWriteReactor<Response> {
     }
   }
 
-  // Reads the next batch of matching events after the cursor from the log,
-  // on the replay queue.
+  // Reads the next batch of matching events after the cursor from the
+  // store, on the replay queue.
   void ReplayStep() {
     const uint64_t after = subscription_->cursor();
-    const LogRange range = context_.log->range();
-    absl::Status status;
+    absl::StatusOr<LogRange> range = context_.store->Range();
+    absl::Status status = range.status();
     std::vector<std::shared_ptr<const StoredEvent>> events;
     uint64_t scanned_through = after;
-    if (after + 1 < range.first) {
+    if (!status.ok()) {
+      // Reported below.
+    } else if (after + 1 < range->first) {
       status = absl::OutOfRangeError(absl::StrCat(
           "events after seq ", after,
           " were removed by retention while this stream was behind; the "
           "oldest retained is seq ",
-          range.first));
+          range->first));
     } else {
-      status = context_.log->Read(
-          after, context_.options->replay_batch,
-          context_.options->replay_batch_bytes,
-          [this](const std::string& type) { return filter_.Matches(type); },
-          &events, &scanned_through);
+      // Kept across steps: a backend's reader may hold a cursor of its own.
+      if (reader_ == nullptr) reader_ = context_.store->NewReader(filter_);
+      status = reader_->Read(after, context_.options->replay_batch,
+                             context_.options->replay_batch_bytes, &events,
+                             &scanned_through);
       if (status.ok() && scanned_through == after) {
         status = absl::UnavailableError(
-            absl::StrCat("event log has nothing after seq ", after));
+            absl::StrCat("event store has nothing after seq ", after));
       }
     }
 
@@ -294,12 +296,22 @@ class SubscribeStream : public grpc::ServerWriteReactor<Response> {
       std::lock_guard<std::mutex> lock(mu_);
       last = --references_ == 0;
     }
-    if (last) delete this;
+    if (last) {
+      // The reader may talk to the backend as it closes (to delete a
+      // JetStream consumer): not on a gRPC thread.
+      if (reader_ != nullptr) {
+        context_.replay_queue->Post(
+            [reader = std::shared_ptr<EventReader>(std::move(reader_))] {});
+      }
+      delete this;
+    }
   }
 
   const StreamContext context_;
   const SubscriptionFilter filter_;
   std::shared_ptr<Subscription> subscription_;
+  // Created by the first replay step; used on the replay queue only.
+  std::unique_ptr<EventReader> reader_;
 
   std::mutex mu_;
   bool writing_ = false;    // Guarded by mu_.
@@ -318,11 +330,12 @@ class SubscribeStream : public grpc::ServerWriteReactor<Response> {
 
 }  // namespace
 
-FanoutService::FanoutService(EventHub* hub, EventLog* log, Metrics* metrics,
+FanoutService::FanoutService(EventHub* hub, EventStore* store,
+                             Metrics* metrics,
                              FanoutServiceOptions options,
                              const AccessTokens* access_tokens)
     : hub_(hub),
-      log_(log),
+      store_(store),
       metrics_(metrics),
       options_(options),
       access_tokens_(access_tokens),
@@ -352,8 +365,10 @@ absl::StatusOr<const AccessGrant*> FanoutService::Authenticate(
 }
 
 absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
-    const StartPosition& start) const {
-  const LogRange range = log_->range();
+    const StartPosition& start) {
+  absl::StatusOr<LogRange> current = store_->Range();
+  if (!current.ok()) return current.status();
+  const LogRange range = *current;
   const std::string valid =
       range.first > range.last
           ? absl::StrCat("the log holds no events; the newest sequence is ",
@@ -394,7 +409,7 @@ absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
             "since_time ", absl::FormatTime(since),
             " is in the future; for new events only, leave start unset"));
       }
-      absl::StatusOr<uint64_t> first = log_->FirstSequenceSince(since);
+      absl::StatusOr<uint64_t> first = store_->FirstSequenceSince(since);
       if (!first.ok()) {
         return absl::Status(
             first.status().code(),
@@ -471,7 +486,7 @@ grpc::ServerWriteReactor<Response>* FanoutService::Subscribe(
   if (!after.ok()) return refuse(ToGrpcStatus(after.status()));
 
   return new SubscribeStream(
-      StreamContext{hub_, log_, metrics_, &replay_queue_, &options_},
+      StreamContext{hub_, store_, metrics_, &replay_queue_, &options_},
       *std::move(filter), *after, described, context->peer());
 }
 

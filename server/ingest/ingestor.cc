@@ -8,10 +8,10 @@ namespace fanout {
 
 using staffify::fanout::v1::Event;
 
-Ingestor::Ingestor(const EventConverter* converter, EventLog* log,
+Ingestor::Ingestor(const EventConverter* converter, EventStore* store,
                    Metrics* metrics, Clock clock)
     : converter_(converter),
-      log_(log),
+      store_(store),
       metrics_(metrics),
       clock_(clock ? std::move(clock) : Clock([] { return absl::Now(); })) {}
 
@@ -50,7 +50,7 @@ void Ingestor::Ingest(std::string body, Done done) {
   result.conversion_problems.assign(event->conversion_problems().begin(),
                                     event->conversion_problems().end());
 
-  log_->Append(
+  store_->Append(
       *std::move(event),
       [this, received_at, result = std::move(result),
        done = std::move(done)](absl::StatusOr<AppendResult> appended) mutable {

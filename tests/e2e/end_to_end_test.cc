@@ -26,6 +26,7 @@
 #include "server/auth/signature_verifier.h"
 #include "server/convert/event_converter.h"
 #include "server/convert/event_json.h"
+#include "server/store/embedded_store.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
 #include "tests/util/examples.h"
 #include "tests/util/temp_dir.h"
@@ -156,6 +157,10 @@ class EndToEndTest : public ::testing::Test {
     EXPECT_EQ(answer->status, 200) << answer->body;
     boost::json::value json = boost::json::parse(answer->body);
     return json.at("sequence").to_number<uint64_t>();
+  }
+
+  EventLog* EmbeddedLog() {
+    return static_cast<EmbeddedStore*>(server_->store())->log();
   }
 
   testing::TempDir data_dir_;
@@ -429,7 +434,7 @@ TEST_F(EndToEndTest, DuplicateDeliveryIsAcceptedButNotFannedOutTwice) {
   absl::StatusOr<HttpAnswer> differing = sender_->PostJson(altered);
   ASSERT_TRUE(differing.ok());
   EXPECT_EQ(boost::json::parse(differing->body).at("status"), "duplicate");
-  EXPECT_EQ(server_->log()->differing_duplicates(), 1u);
+  EXPECT_EQ(EmbeddedLog()->differing_duplicates(), 1u);
 
   // Another type and a field that does not convert under the same id: the
   // answer still describes the event that was kept.
@@ -509,9 +514,9 @@ TEST_F(EndToEndTest, StartOlderThanRetentionIsOutOfRangeNamingTheRange) {
   options.log.retention_interval = absl::Hours(1);
   StartServer(options);
   for (int i = 1; i <= 5; ++i) Post(Ping(i));
-  ASSERT_TRUE(server_->log()->EnforceRetention(absl::Now()).ok());
-  ASSERT_EQ(server_->log()->range().first, 6u);
-  ASSERT_EQ(server_->log()->range().last, 5u);
+  ASSERT_TRUE(EmbeddedLog()->EnforceRetention(absl::Now()).ok());
+  ASSERT_EQ(server_->store()->Range()->first, 6u);
+  ASSERT_EQ(server_->store()->Range()->last, 5u);
 
   TestSubscriber too_old(grpc_target_, {}, After(2));
   const grpc::Status status = too_old.WaitForEnd();
@@ -625,7 +630,7 @@ TEST_F(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
       HttpUrl{"127.0.0.1", std::to_string(server_->http_port()), "/webhooks"});
 
   // The log kept its events and its numbering; the subscriber resumes.
-  EXPECT_EQ(server_->log()->range().last, 3u);
+  EXPECT_EQ(server_->store()->Range()->last, 3u);
   WaitForSubscribers(1);
   for (int i = 4; i <= 6; ++i)
     EXPECT_EQ(Post(Ping(i)), static_cast<uint64_t>(i));
@@ -680,7 +685,7 @@ TEST_F(EndToEndTest, OnlySignedDeliveriesAreKeptWhenSecretsAreSet) {
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].id(), "wh_ping_3");
   EXPECT_EQ(events[1].id(), "wh_ping_4");
-  EXPECT_EQ(server_->log()->range().last, 2u);
+  EXPECT_EQ(server_->store()->Range()->last, 2u);
 }
 
 TEST_F(EndToEndTest,

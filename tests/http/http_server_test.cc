@@ -281,7 +281,7 @@ class HttpServerTest : public ::testing::Test {
   EventConverter converter_;
   testing::HubLog hub_log_;
   EventHub& hub_ = *hub_log_.hub();
-  Ingestor ingestor_{&converter_, hub_log_.log()};
+  Ingestor ingestor_{&converter_, hub_log_.store()};
   WebhookHandler handler_{&ingestor_, /*verifier=*/nullptr};
 
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>

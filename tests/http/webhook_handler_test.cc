@@ -139,7 +139,7 @@ class WebhookHandlerTest : public ::testing::Test {
   EventConverter converter_;
   testing::HubLog hub_log_;
   EventHub& hub_ = *hub_log_.hub();
-  Ingestor ingestor_{&converter_, hub_log_.log()};
+  Ingestor ingestor_{&converter_, hub_log_.store()};
   WebhookHandler handler_{&ingestor_, /*verifier=*/nullptr};
 };
 

@@ -1,5 +1,6 @@
-// An event log in a temporary directory whose commits feed a hub: the
-// ingest half of the service without its network front ends, for tests.
+// An embedded event store in a temporary directory whose commits feed a
+// hub: the ingest half of the service without its network front ends, for
+// tests.
 
 #ifndef FANOUT_TESTS_UTIL_HUB_LOG_H_
 #define FANOUT_TESTS_UTIL_HUB_LOG_H_
@@ -8,6 +9,7 @@
 
 #include "server/fanout/event_hub.h"
 #include "server/log/event_log.h"
+#include "server/store/embedded_store.h"
 #include "tests/util/temp_dir.h"
 
 namespace fanout::testing {
@@ -17,12 +19,13 @@ class HubLog {
   explicit HubLog(EventLogOptions options = {});
 
   EventHub* hub() { return &hub_; }
-  EventLog* log() { return log_.get(); }
+  EventStore* store() { return store_.get(); }
+  EventLog* log() { return store_->log(); }
 
  private:
   TempDir dir_;
   EventHub hub_;
-  std::unique_ptr<EventLog> log_;
+  std::unique_ptr<EmbeddedStore> store_;
 };
 
 }  // namespace fanout::testing
