@@ -98,6 +98,35 @@ ABSL_FLAG(uint64_t, max_id_bytes, 256,
           "Longest delivery id accepted, in bytes.");
 ABSL_FLAG(uint64_t, max_event_type_bytes, 256,
           "Longest event type accepted, in bytes.");
+ABSL_FLAG(std::string, bus, "embedded",
+          "Where events are kept: embedded (the event log in --data_dir, "
+          "one server) or comma-separated NATS URLs "
+          "(nats://host:4222,...) of a JetStream server or cluster, shared "
+          "by any number of servers; see docs/scaling.md.");
+ABSL_FLAG(std::string, nats_stream, "FANOUT",
+          "With NATS: the JetStream stream that holds the events (created "
+          "if missing).");
+ABSL_FLAG(std::string, nats_subject_prefix, "fanout",
+          "With NATS: the stream's subjects are <prefix>.<event type>.");
+ABSL_FLAG(int, nats_stream_replicas, 1,
+          "With NATS: copies of each event in the cluster (1, 3 or 5), "
+          "when the stream is created.");
+ABSL_FLAG(std::string, nats_stream_storage, "file",
+          "With NATS: file or memory, when the stream is created.");
+ABSL_FLAG(absl::Duration, nats_duplicate_window, absl::Hours(24),
+          "With NATS: how long JetStream remembers a delivery id, so that "
+          "a retry is answered as a duplicate; at most --retention_age.");
+ABSL_FLAG(absl::Duration, nats_connect_timeout, absl::Seconds(30),
+          "With NATS: how long the start waits for NATS and JetStream.");
+ABSL_FLAG(absl::Duration, nats_request_timeout, absl::Seconds(5),
+          "With NATS: longest wait for one JetStream answer (a publish "
+          "acknowledgement, a lookup, a replay fetch).");
+ABSL_FLAG(int, nats_max_pending_publishes, 4096,
+          "With NATS: events awaiting JetStream's acknowledgement at most; "
+          "deliveries beyond it are answered 503.");
+ABSL_FLAG(int, nats_tail_batch, 256,
+          "With NATS: events the consumer feeding subscribers takes per "
+          "request.");
 ABSL_FLAG(std::string, data_dir, "data",
           "Folder of the event log (created if missing).");
 ABSL_FLAG(std::string, sync, "normal",
@@ -316,6 +345,25 @@ int main(int argc, char** argv) {
     return EXIT_FAILURE;
   }
   options.log.retention_age = absl::GetFlag(FLAGS_retention_age);
+  options.bus = absl::GetFlag(FLAGS_bus);
+  options.nats.stream = absl::GetFlag(FLAGS_nats_stream);
+  options.nats.subject_prefix = absl::GetFlag(FLAGS_nats_subject_prefix);
+  options.nats.replicas = absl::GetFlag(FLAGS_nats_stream_replicas);
+  const std::string storage = absl::GetFlag(FLAGS_nats_stream_storage);
+  if (storage != "file" && storage != "memory") {
+    spdlog::critical(
+        "cannot start: --nats_stream_storage must be file or memory "
+        "storage={:?}",
+        storage);
+    return EXIT_FAILURE;
+  }
+  options.nats.memory_storage = storage == "memory";
+  options.nats.duplicate_window = absl::GetFlag(FLAGS_nats_duplicate_window);
+  options.nats.connect_timeout = absl::GetFlag(FLAGS_nats_connect_timeout);
+  options.nats.request_timeout = absl::GetFlag(FLAGS_nats_request_timeout);
+  options.nats.max_pending_publishes =
+      absl::GetFlag(FLAGS_nats_max_pending_publishes);
+  options.nats.tail_batch = absl::GetFlag(FLAGS_nats_tail_batch);
   options.log.retention_bytes = absl::GetFlag(FLAGS_retention_bytes);
   options.log.retention_interval = absl::GetFlag(FLAGS_retention_interval);
   options.log.max_batch =

@@ -16,7 +16,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
 #include "server/store/embedded_store.h"
 #include "spdlog/spdlog.h"
@@ -40,6 +42,12 @@ int ChannelArgMillisOrNever(absl::Duration duration) {
 // Opens the event store the options select, feeding `hub`.
 absl::StatusOr<std::unique_ptr<EventStore>> OpenStore(
     const FanoutServerOptions& options, EventHub* hub) {
+  if (!IsEmbeddedBus(options.bus)) {
+    absl::StatusOr<std::unique_ptr<JetStreamStore>> jetstream =
+        JetStreamStore::Open(JetStreamOptionsFor(options), hub);
+    if (!jetstream.ok()) return jetstream.status();
+    return std::unique_ptr<EventStore>(*std::move(jetstream));
+  }
   absl::StatusOr<std::unique_ptr<EmbeddedStore>> embedded =
       EmbeddedStore::Open(options.log, hub);
   if (!embedded.ok()) return embedded.status();
@@ -47,6 +55,21 @@ absl::StatusOr<std::unique_ptr<EventStore>> OpenStore(
 }
 
 }  // namespace
+
+bool IsEmbeddedBus(absl::string_view bus) { return bus == "embedded"; }
+
+JetStreamOptions JetStreamOptionsFor(const FanoutServerOptions& options) {
+  JetStreamOptions nats = options.nats;
+  nats.servers.clear();
+  for (absl::string_view server : absl::StrSplit(options.bus, ',')) {
+    server = absl::StripAsciiWhitespace(server);
+    if (!server.empty()) nats.servers.emplace_back(server);
+  }
+  nats.max_age = options.log.retention_age;
+  nats.max_bytes = options.log.retention_bytes;
+  nats.max_event_bytes = options.converter.max_event_bytes;
+  return nats;
+}
 
 FanoutServer::FanoutServer(FanoutServerOptions options)
     : options_(std::move(options)),
@@ -108,6 +131,17 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
   }
   if (options.service.heartbeat_interval <= absl::ZeroDuration()) {
     return invalid("heartbeat_interval must be positive");
+  }
+  if (!IsEmbeddedBus(options.bus)) {
+    if (!absl::StrContains(options.bus, "://")) {
+      return invalid(absl::StrCat(
+          "bus \"", options.bus,
+          "\" is neither \"embedded\" nor a list of nats:// URLs"));
+    }
+    if (absl::Status nats = ValidateJetStreamOptions(JetStreamOptionsFor(options));
+        !nats.ok()) {
+      return nats;
+    }
   }
   if (options.log.retention_interval < absl::Milliseconds(100)) {
     return invalid("retention_interval must be at least 100ms");

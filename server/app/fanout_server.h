@@ -29,6 +29,7 @@
 #include "server/http/webhook_handler.h"
 #include "server/ingest/ingestor.h"
 #include "server/log/event_log.h"
+#include "server/nats/jetstream_store.h"
 #include "server/store/event_store.h"
 
 namespace fanout {
@@ -78,9 +79,16 @@ struct FanoutServerOptions {
   // How far a signature's timestamp may be from our clock.
   absl::Duration signature_tolerance = absl::Minutes(5);
   EventConverterOptions converter;
+  // Where events are kept: "embedded" (the event log, in log.data_dir) or
+  // a comma-separated list of NATS server URLs, for a JetStream stream
+  // that any number of servers share.
+  std::string bus = "embedded";
   // The embedded event log's settings; retention_age and retention_bytes
   // apply to every backend.
   EventLogOptions log;
+  // The JetStream stream's settings, when bus names NATS servers; servers,
+  // max_age and max_bytes are taken from bus and log.
+  JetStreamOptions nats;
   EventHubOptions hub;
   FanoutServiceOptions service;
   // Time Shutdown gives open streams before cancelling them.
@@ -91,6 +99,13 @@ struct FanoutServerOptions {
 // zero size limit, a non-positive timeout, limits that contradict each
 // other, half a TLS set-up).
 absl::Status ValidateOptions(const FanoutServerOptions& options);
+
+// Whether options.bus selects the embedded log.
+bool IsEmbeddedBus(absl::string_view bus);
+
+// The JetStream settings `options` give: options.nats with the servers of
+// options.bus and the retention limits of options.log.
+JetStreamOptions JetStreamOptionsFor(const FanoutServerOptions& options);
 
 // The largest Subscribe request the gRPC port accepts: room for
 // max_patterns patterns of max_pattern_bytes each.

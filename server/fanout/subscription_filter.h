@@ -38,6 +38,9 @@ class SubscriptionFilter {
   bool Matches(absl::string_view event_type) const;
 
   bool matches_all() const { return match_all_; }
+  // The exact types, and the domains of "domain.*" patterns, it matches.
+  const std::vector<std::string>& exact_types() const { return exact_types_; }
+  const std::vector<std::string>& domains() const { return domains_; }
 
  private:
   bool match_all_ = false;
