@@ -4,8 +4,8 @@
 # installed, the Node.js subscriber's npm packages. Safe to run again.
 #
 #   scripts/install-deps.sh           what `make run` and `make test` need
-#   scripts/install-deps.sh --bench   that, and the peers and tools of
-#                                     `make bench` (bench/run.sh)
+#   scripts/install-deps.sh --bench   that, and the other peers and tools
+#                                     of `make bench` (bench/run.sh)
 set -euo pipefail
 
 bench=0
@@ -25,12 +25,14 @@ packages=(
   clang libclang-rt-14-dev
   python3-grpcio python3-protobuf
   bazel-bootstrap
+  # The NATS server and its C client library: the tests start real servers
+  # (tests/util/nats_servers.h), and the benchmarks compare with core NATS.
+  nats-server libnats-dev
 )
-# The benchmarks' peers (nginx, the core NATS server and its C client
-# library), their load generator, and perf for profiles. On Debian 12 the
-# nginx package is the light build (nginx-light only pulls it in, with an
-# extra module).
-bench_packages=(nginx nats-server libnats-dev wrk linux-perf)
+# The benchmarks' other peer (nginx), their load generator, and perf for
+# profiles. On Debian 12 the nginx package is the light build (nginx-light
+# only pulls it in, with an extra module).
+bench_packages=(nginx wrk linux-perf)
 if [ "$bench" = 1 ]; then
   packages+=("${bench_packages[@]}")
 fi
@@ -48,10 +50,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   # nginx's and nats-server's maintainer scripts would start system services
-  # (nginx on port 80 of every address). The benchmarks start their own, on
-  # loopback, so a policy-rc.d forbids starting any service while apt runs
-  # (which invoke-rc.d and deb-systemd-invoke obey), unless the machine
-  # already has one of its own.
+  # (nginx on port 80 of every address, nats-server on port 4222). The tests
+  # and benchmarks start their own, on free loopback ports, so a policy-rc.d
+  # forbids starting any service while apt runs (which invoke-rc.d and
+  # deb-systemd-invoke obey), unless the machine already has one of its own.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\n# Left by install-deps.sh while apt runs.\nexit 101\n' |
       $sudo tee /usr/sbin/policy-rc.d >/dev/null
