@@ -356,7 +356,12 @@ absl::Status JetStreamStore::Connect() {
   natsOptions_SetTimeout(nats_options.get(), Millis(options_.request_timeout));
   natsOptions_SetDisconnectedCB(
       nats_options.get(),
-      [](natsConnection*, void*) { spdlog::warn("NATS connection lost"); },
+      [](natsConnection* connection, void*) {
+        // Also called when the store closes the connection itself.
+        if (!natsConnection_IsClosed(connection)) {
+          spdlog::warn("NATS connection lost");
+        }
+      },
       nullptr);
   natsOptions_SetReconnectedCB(
       nats_options.get(),
@@ -552,13 +557,31 @@ void JetStreamStore::Append(Event event, AppendDone done) {
     pending_.erase(it);
   }
   natsMsg_Destroy(msg);
-  publish_failures_.fetch_add(1);
-  pending.done(
+  const absl::Status error =
       status == NATS_TIMEOUT
           ? absl::UnavailableError(absl::StrCat(
                 "too many events awaiting JetStream's acknowledgement (",
                 options_.max_pending_publishes, "); retry later"))
-          : NatsError("publish to JetStream", status));
+          : NatsError("publish to JetStream", status);
+  PublishFailed(std::string(error.message()));
+  pending.done(error);
+}
+
+void JetStreamStore::PublishFailed(const std::string& reason) {
+  publish_failures_.fetch_add(1);
+  uint64_t failures;
+  {
+    absl::MutexLock lock(&mu_);
+    ++unlogged_failures_;
+    const absl::Time now = absl::Now();
+    if (now - last_failure_log_ < absl::Seconds(1)) return;
+    last_failure_log_ = now;
+    failures = unlogged_failures_;
+    unlogged_failures_ = 0;
+  }
+  spdlog::warn("JetStream did not store events (answered 503) events={} "
+               "error={:?}",
+               failures, reason);
 }
 
 void JetStreamStore::OnAck(jsCtx*, natsMsg* msg, jsPubAck* ack,
@@ -578,14 +601,13 @@ void JetStreamStore::CompleteAppend(natsMsg* msg, jsPubAck* ack,
     pending_.erase(it);
   }
   if (ack == nullptr || (error != nullptr && error->Err != NATS_OK)) {
-    publish_failures_.fetch_add(1);
     std::string reason = "no acknowledgement";
     if (error != nullptr) {
       reason = error->ErrText != nullptr && *error->ErrText != '\0'
                    ? std::string(error->ErrText)
                    : std::string(natsStatus_GetText(error->Err));
     }
-    spdlog::warn("JetStream did not store an event error={:?}", reason);
+    PublishFailed(reason);
     pending.done(absl::UnavailableError(
         absl::StrCat("JetStream did not acknowledge the event: ", reason)));
     return;

@@ -131,6 +131,10 @@ class JetStreamStore final : public EventStore {
   void CompleteAppend(natsMsg* msg, jsPubAck* ack, jsPubAckErr* error);
   // Answers a duplicate from the stored original, on duplicates_queue_.
   void ResolveDuplicate(uint64_t sequence, PendingAppend pending);
+  // Counts a publish JetStream did not acknowledge, and logs it: at most
+  // one line a second, with the number since the last line, as a stream
+  // electing a leader fails every publish for seconds.
+  void PublishFailed(const std::string& reason);
 
   const JetStreamOptions options_;
   EventHub* const hub_;
@@ -140,6 +144,8 @@ class JetStreamStore final : public EventStore {
   absl::Mutex mu_;
   std::unordered_map<natsMsg*, PendingAppend> pending_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_failure_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t unlogged_failures_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::atomic<uint64_t> duplicates_{0};
   std::atomic<uint64_t> differing_duplicates_{0};

@@ -1,5 +1,7 @@
-// Runs the whole service on free loopback ports and checks what subscribers
-// receive when the example deliveries are POSTed over real HTTP.
+// The service's contract: runs the whole service on free loopback ports and
+// checks what subscribers receive when the example deliveries are POSTed
+// over real HTTP. Every test runs against each backend of the event store:
+// the embedded log, and a JetStream stream on a nats-server of its own.
 
 #include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
@@ -28,6 +30,7 @@
 #include "server/convert/event_json.h"
 #include "server/store/embedded_store.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
+#include "tests/util/backends.h"
 #include "tests/util/examples.h"
 #include "tests/util/temp_dir.h"
 
@@ -120,13 +123,13 @@ class TestSubscriber {
   grpc::Status status_;
 };
 
-class EndToEndTest : public ::testing::Test {
+class EndToEndTest : public testing::BackendTest {
  protected:
   // Starts the service; unless `options` has secrets, unsigned deliveries
   // are accepted, as most tests here are about what happens after ingest.
   void StartServer(FanoutServerOptions options = {}) {
     if (options.webhook_secrets.empty()) options.allow_unsigned = true;
-    options.log.data_dir = data_dir_.path();
+    UseBackend(&options);
     options.http.port = 0;
     options.grpc_address = "127.0.0.1:0";
     auto server = FanoutServer::Start(std::move(options));
@@ -159,11 +162,14 @@ class EndToEndTest : public ::testing::Test {
     return json.at("sequence").to_number<uint64_t>();
   }
 
-  EventLog* EmbeddedLog() {
-    return static_cast<EmbeddedStore*>(server_->store())->log();
+  // The value of the metric line that starts with `name` and a space, or -1.
+  int64_t Metric(const std::string& name) {
+    const std::string text = server_->RenderMetrics();
+    const size_t at = text.find("\n" + name + " ");
+    if (at == std::string::npos) return -1;
+    return std::stoll(text.substr(at + name.size() + 2));
   }
 
-  testing::TempDir data_dir_;
   std::unique_ptr<FanoutServer> server_;
   std::string grpc_target_;
   std::unique_ptr<WebhookSender> sender_;
@@ -175,7 +181,7 @@ std::vector<std::string> TypesOf(const std::vector<Event>& events) {
   return types;
 }
 
-TEST_F(EndToEndTest, SubscribersReceiveExactlyTheirMatchingExamplesInOrder) {
+TEST_P(EndToEndTest, SubscribersReceiveExactlyTheirMatchingExamplesInOrder) {
   StartServer();
   TestSubscriber tickets(grpc_target_, {"ticket.*"});
   TestSubscriber mixed(grpc_target_,
@@ -237,7 +243,7 @@ TEST_F(EndToEndTest, SubscribersReceiveExactlyTheirMatchingExamplesInOrder) {
   }
 }
 
-TEST_F(EndToEndTest, UnknownEventTypeIsDeliveredUntyped) {
+TEST_P(EndToEndTest, UnknownEventTypeIsDeliveredUntyped) {
   StartServer();
   TestSubscriber calls(grpc_target_, {"call.*"});
   WaitForSubscribers(1);
@@ -258,7 +264,7 @@ TEST_F(EndToEndTest, UnknownEventTypeIsDeliveredUntyped) {
                                R"("tags":["a","b"]})"));
 }
 
-TEST_F(EndToEndTest, MalformedPatternIsRejectedWithInvalidArgument) {
+TEST_P(EndToEndTest, MalformedPatternIsRejectedWithInvalidArgument) {
   StartServer();
   TestSubscriber bad(grpc_target_, {"ticket.*", "*.created"});
   grpc::Status status = bad.WaitForEnd();
@@ -267,7 +273,7 @@ TEST_F(EndToEndTest, MalformedPatternIsRejectedWithInvalidArgument) {
       << status.error_message();
 }
 
-TEST_F(EndToEndTest, DisconnectedSubscriberIsCleanedUp) {
+TEST_P(EndToEndTest, DisconnectedSubscriberIsCleanedUp) {
   StartServer();
   auto subscriber = std::make_unique<TestSubscriber>(
       grpc_target_, std::vector<std::string>{});
@@ -281,7 +287,7 @@ TEST_F(EndToEndTest, DisconnectedSubscriberIsCleanedUp) {
   EXPECT_EQ(Post(*body), 1u);
 }
 
-TEST_F(EndToEndTest,
+TEST_P(EndToEndTest,
        StalledSubscriberCatchesUpFromTheLogWithoutHoldingBackOthers) {
   FanoutServerOptions options;
   options.hub.window_events = 64;
@@ -334,7 +340,7 @@ TEST_F(EndToEndTest,
   stalled->Finish();
 }
 
-TEST_F(EndToEndTest, ShutdownEndsStreamsWithUnavailable) {
+TEST_P(EndToEndTest, ShutdownEndsStreamsWithUnavailable) {
   StartServer();
   TestSubscriber subscriber(grpc_target_, {"*"});
   WaitForSubscribers(1);
@@ -344,7 +350,7 @@ TEST_F(EndToEndTest, ShutdownEndsStreamsWithUnavailable) {
       << status.error_message();
 }
 
-TEST_F(EndToEndTest, ConnectionPastMaxAgeEndsItsStreamsAfterTheGrace) {
+TEST_P(EndToEndTest, ConnectionPastMaxAgeEndsItsStreamsAfterTheGrace) {
   FanoutServerOptions options;
   options.grpc_connections.max_connection_age = absl::Milliseconds(300);
   options.grpc_connections.max_connection_age_grace = absl::Milliseconds(300);
@@ -358,7 +364,7 @@ TEST_F(EndToEndTest, ConnectionPastMaxAgeEndsItsStreamsAfterTheGrace) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
-TEST_F(EndToEndTest, GrpcConnectionSettingsAreValidated) {
+TEST(ServerOptionsTest, GrpcConnectionSettingsAreValidated) {
   FanoutServerOptions options;
   options.allow_unsigned = true;
   EXPECT_TRUE(ValidateOptions(options).ok());
@@ -377,7 +383,7 @@ TEST_F(EndToEndTest, GrpcConnectionSettingsAreValidated) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(EndToEndTest, JsonDepthIsValidatedAgainstWhatSubscribersCanParse) {
+TEST(ServerOptionsTest, JsonDepthIsValidatedAgainstWhatSubscribersCanParse) {
   FanoutServerOptions options;
   options.allow_unsigned = true;
   options.converter.max_json_depth = kMaxJsonDepthLimit;
@@ -391,6 +397,40 @@ TEST_F(EndToEndTest, JsonDepthIsValidatedAgainstWhatSubscribersCanParse) {
     EXPECT_THAT(std::string(status.message()),
                 ::testing::HasSubstr("max_json_depth"));
   }
+}
+
+TEST(ServerOptionsTest, BusIsEmbeddedOrNatsUrlsWithSaneStreamSettings) {
+  FanoutServerOptions options;
+  options.allow_unsigned = true;
+  options.bus = "nats://127.0.0.1:4222, nats://127.0.0.1:4223";
+  EXPECT_TRUE(ValidateOptions(options).ok());
+  EXPECT_THAT(JetStreamOptionsFor(options).servers,
+              ElementsAreArray({"nats://127.0.0.1:4222",
+                                "nats://127.0.0.1:4223"}));
+
+  const auto refused = [&](FanoutServerOptions bad, absl::string_view flag) {
+    const absl::Status status = ValidateOptions(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << flag;
+    EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr(flag));
+  };
+  FanoutServerOptions bad = options;
+  bad.bus = "sqlite";
+  refused(bad, "bus");
+  bad = options;
+  bad.bus = "http://127.0.0.1:4222";
+  refused(bad, "nats://");
+  bad = options;
+  bad.nats.stream = "events.all";
+  refused(bad, "nats_stream");
+  bad = options;
+  bad.nats.subject_prefix = "fanout.>";
+  refused(bad, "nats_subject_prefix");
+  bad = options;
+  bad.nats.replicas = 7;
+  refused(bad, "nats_stream_replicas");
+  bad = options;
+  bad.nats.duplicate_window = absl::Hours(24 * 30);
+  refused(bad, "nats_duplicate_window");
 }
 
 StartPosition After(uint64_t sequence) {
@@ -411,7 +451,7 @@ std::string Ping(int i) {
       R"("2026-03-01T19:00:00.000Z","data":{"message":"m)", i, R"("}})");
 }
 
-TEST_F(EndToEndTest, DuplicateDeliveryIsAcceptedButNotFannedOutTwice) {
+TEST_P(EndToEndTest, DuplicateDeliveryIsAcceptedButNotFannedOutTwice) {
   StartServer();
   TestSubscriber subscriber(grpc_target_, {"*"});
   WaitForSubscribers(1);
@@ -434,7 +474,7 @@ TEST_F(EndToEndTest, DuplicateDeliveryIsAcceptedButNotFannedOutTwice) {
   absl::StatusOr<HttpAnswer> differing = sender_->PostJson(altered);
   ASSERT_TRUE(differing.ok());
   EXPECT_EQ(boost::json::parse(differing->body).at("status"), "duplicate");
-  EXPECT_EQ(EmbeddedLog()->differing_duplicates(), 1u);
+  EXPECT_EQ(Metric("fanout_differing_duplicates_total"), 1);
 
   // Another type and a field that does not convert under the same id: the
   // answer still describes the event that was kept.
@@ -461,7 +501,7 @@ TEST_F(EndToEndTest, DuplicateDeliveryIsAcceptedButNotFannedOutTwice) {
   EXPECT_THAT(SequencesOf(events), ElementsAreArray({1u, 2u}));
 }
 
-TEST_F(EndToEndTest, StartPositionsReplayFromTheLog) {
+TEST_P(EndToEndTest, StartPositionsReplayFromTheLog) {
   StartServer();
   for (int i = 1; i <= 10; ++i)
     EXPECT_EQ(Post(Ping(i)), static_cast<uint64_t>(i));
@@ -498,7 +538,7 @@ TEST_F(EndToEndTest, StartPositionsReplayFromTheLog) {
               ElementsAreArray({8u, 9u, 10u, 11u}));
 }
 
-TEST_F(EndToEndTest, StartBeyondTheNewestIsOutOfRangeNamingTheRange) {
+TEST_P(EndToEndTest, StartBeyondTheNewestIsOutOfRangeNamingTheRange) {
   StartServer();
   for (int i = 1; i <= 3; ++i) Post(Ping(i));
 
@@ -508,13 +548,28 @@ TEST_F(EndToEndTest, StartBeyondTheNewestIsOutOfRangeNamingTheRange) {
   EXPECT_THAT(status.error_message(), ::testing::HasSubstr("1..3"));
 }
 
-TEST_F(EndToEndTest, StartOlderThanRetentionIsOutOfRangeNamingTheRange) {
+TEST_P(EndToEndTest, StartOlderThanRetentionIsOutOfRangeNamingTheRange) {
   FanoutServerOptions options;
-  options.log.retention_bytes = 1;  // No event fits: retention empties it.
-  options.log.retention_interval = absl::Hours(1);
+  if (!nats()) {
+    options.log.retention_bytes = 1;  // No event fits: retention empties it.
+    options.log.retention_interval = absl::Hours(1);
+  } else {
+    // JetStream removes events by age on its own.
+    options.log.retention_age = absl::Seconds(1);
+    options.nats.duplicate_window = absl::Seconds(1);
+  }
   StartServer(options);
   for (int i = 1; i <= 5; ++i) Post(Ping(i));
-  ASSERT_TRUE(EmbeddedLog()->EnforceRetention(absl::Now()).ok());
+  if (!nats()) {
+    ASSERT_TRUE(static_cast<EmbeddedStore*>(server_->store())
+                    ->log()
+                    ->EnforceRetention(absl::Now())
+                    .ok());
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (server_->store()->Range()->first != 6u && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   ASSERT_EQ(server_->store()->Range()->first, 6u);
   ASSERT_EQ(server_->store()->Range()->last, 5u);
 
@@ -532,7 +587,7 @@ TEST_F(EndToEndTest, StartOlderThanRetentionIsOutOfRangeNamingTheRange) {
   EXPECT_THAT(SequencesOf(edge.WaitForEvents(1)), ElementsAreArray({6u}));
 }
 
-TEST_F(EndToEndTest, IdleStreamGetsHeartbeatsCarryingTheNewestSequence) {
+TEST_P(EndToEndTest, IdleStreamGetsHeartbeatsCarryingTheNewestSequence) {
   FanoutServerOptions options;
   options.service.heartbeat_interval = absl::Milliseconds(100);
   StartServer(options);
@@ -554,7 +609,7 @@ TEST_F(EndToEndTest, IdleStreamGetsHeartbeatsCarryingTheNewestSequence) {
   EXPECT_TRUE(tickets.WaitForEvents(0).empty());
 }
 
-TEST_F(EndToEndTest, EventsSurviveARestart) {
+TEST_P(EndToEndTest, EventsSurviveARestart) {
   StartServer();
   for (int i = 1; i <= 5; ++i) Post(Ping(i));
   server_.reset();
@@ -579,10 +634,10 @@ int FreePort() {
   return acceptor.local_endpoint().port();
 }
 
-TEST_F(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
+TEST_P(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
   FanoutServerOptions options;
   options.allow_unsigned = true;
-  options.log.data_dir = data_dir_.path();
+  UseBackend(&options);
   options.http.port = 0;
   options.grpc_address = absl::StrCat("127.0.0.1:", FreePort());
   auto server = FanoutServer::Start(options);
@@ -629,7 +684,7 @@ TEST_F(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
   sender_ = std::make_unique<WebhookSender>(
       HttpUrl{"127.0.0.1", std::to_string(server_->http_port()), "/webhooks"});
 
-  // The log kept its events and its numbering; the subscriber resumes.
+  // The store kept its events and its numbering; the subscriber resumes.
   EXPECT_EQ(server_->store()->Range()->last, 3u);
   WaitForSubscribers(1);
   for (int i = 4; i <= 6; ++i)
@@ -640,7 +695,7 @@ TEST_F(EndToEndTest, SubscriberAndLogSurviveACleanRestart) {
   runner.join();
 }
 
-TEST_F(EndToEndTest, OnlySignedDeliveriesAreKeptWhenSecretsAreSet) {
+TEST_P(EndToEndTest, OnlySignedDeliveriesAreKeptWhenSecretsAreSet) {
   FanoutServerOptions options;
   options.webhook_secrets = {"old-secret", "new-secret"};
   StartServer(options);
@@ -688,10 +743,10 @@ TEST_F(EndToEndTest, OnlySignedDeliveriesAreKeptWhenSecretsAreSet) {
   EXPECT_EQ(server_->store()->Range()->last, 2u);
 }
 
-TEST_F(EndToEndTest,
+TEST_P(EndToEndTest,
        ServerWithoutSecretsRefusesToStartUnlessUnsignedIsAllowed) {
   FanoutServerOptions options;
-  options.log.data_dir = data_dir_.path();
+  UseBackend(&options);
   options.http.port = 0;
   options.grpc_address = "127.0.0.1:0";
   absl::StatusOr<std::unique_ptr<FanoutServer>> server =
@@ -702,7 +757,7 @@ TEST_F(EndToEndTest,
               ::testing::HasSubstr("--allow_unsigned"));
 }
 
-TEST_F(EndToEndTest, OperatorEndpointsReportHealthReadinessAndMetrics) {
+TEST_P(EndToEndTest, OperatorEndpointsReportHealthReadinessAndMetrics) {
   StartServer();
   TestSubscriber subscriber(grpc_target_, {"ticket.*"});
   WaitForSubscribers(1);
@@ -751,6 +806,9 @@ TEST_F(EndToEndTest, OperatorEndpointsReportHealthReadinessAndMetrics) {
   server_->Shutdown();
   EXPECT_FALSE(server_->Ready());
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, EndToEndTest, testing::kAllBackends,
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace fanout

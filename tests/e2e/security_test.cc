@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "server/app/fanout_server.h"
 #include "staffify/fanout/v1/fanout.grpc.pb.h"
+#include "tests/util/backends.h"
 #include "tests/util/examples.h"
 #include "tests/util/temp_dir.h"
 #include "tests/util/test_certificates.h"
@@ -121,9 +122,10 @@ std::string Bearer(const std::string& token) {
   return absl::StrCat("Bearer ", token);
 }
 
-class SecurityTest : public ::testing::Test {
+class SecurityTest : public testing::BackendTest {
  protected:
   void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(BackendTest::SetUp());
     absl::StatusOr<testing::TestCertificates> made =
         testing::TestCertificates::Create(certs_dir_.path());
     ASSERT_TRUE(made.ok()) << made.status();
@@ -142,7 +144,7 @@ class SecurityTest : public ::testing::Test {
   // posts every example delivery.
   void StartServer(FanoutServerOptions options) {
     options.allow_unsigned = true;
-    options.log.data_dir = data_dir_.path();
+    UseBackend(&options);
     options.http.port = 0;
     options.grpc_address = "127.0.0.1:0";
     absl::StatusOr<std::unique_ptr<FanoutServer>> server =
@@ -186,7 +188,6 @@ class SecurityTest : public ::testing::Test {
   }
 
   testing::TempDir certs_dir_;
-  testing::TempDir data_dir_;
   testing::TestCertificates certs_;
   std::string tokens_file_;
   std::unique_ptr<FanoutServer> server_;
@@ -196,7 +197,7 @@ class SecurityTest : public ::testing::Test {
 
 // ------------------------------------------------------------------- TLS
 
-TEST_F(SecurityTest, TlsClientIsServedAndPlaintextClientIsRefused) {
+TEST_P(SecurityTest, TlsClientIsServedAndPlaintextClientIsRefused) {
   ASSERT_NO_FATAL_FAILURE(StartServer(TlsOptions(/*mutual=*/false)));
   ASSERT_NO_FATAL_FAILURE(PostExamples());
 
@@ -219,7 +220,7 @@ TEST_F(SecurityTest, TlsClientIsServedAndPlaintextClientIsRefused) {
   EXPECT_EQ(distrusting.status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-TEST_F(SecurityTest, MutualTlsServesOnlyClientsWithACertificateFromItsCa) {
+TEST_P(SecurityTest, MutualTlsServesOnlyClientsWithACertificateFromItsCa) {
   ASSERT_NO_FATAL_FAILURE(StartServer(TlsOptions(/*mutual=*/true)));
   ASSERT_NO_FATAL_FAILURE(PostExamples());
 
@@ -248,10 +249,10 @@ TEST_F(SecurityTest, MutualTlsServesOnlyClientsWithACertificateFromItsCa) {
   EXPECT_EQ(plaintext.status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-TEST_F(SecurityTest, BadTlsFilesStopTheStartNamingTheFile) {
+TEST_P(SecurityTest, BadTlsFilesStopTheStartNamingTheFile) {
   const auto start_error = [this](FanoutServerOptions options) {
     options.allow_unsigned = true;
-    options.log.data_dir = data_dir_.path();
+    UseBackend(&options);
     options.http.port = 0;
     options.grpc_address = "127.0.0.1:0";
     absl::StatusOr<std::unique_ptr<FanoutServer>> server =
@@ -297,7 +298,7 @@ TEST_F(SecurityTest, BadTlsFilesStopTheStartNamingTheFile) {
 
 // ---------------------------------------------------------- access tokens
 
-TEST_F(SecurityTest, CallWithoutAKnownTokenIsUnauthenticated) {
+TEST_P(SecurityTest, CallWithoutAKnownTokenIsUnauthenticated) {
   FanoutServerOptions options;
   options.access_tokens_file = tokens_file_;
   ASSERT_NO_FATAL_FAILURE(StartServer(options));
@@ -333,7 +334,7 @@ TEST_F(SecurityTest, CallWithoutAKnownTokenIsUnauthenticated) {
                         "\"unauthenticated\"} 8\n"));
 }
 
-TEST_F(SecurityTest, StarMeansEverythingTheTokenMayReadLiveAndReplayed) {
+TEST_P(SecurityTest, StarMeansEverythingTheTokenMayReadLiveAndReplayed) {
   FanoutServerOptions options;
   options.access_tokens_file = tokens_file_;
   // A window of two events: the replay below comes from the log.
@@ -397,7 +398,7 @@ TEST_F(SecurityTest, StarMeansEverythingTheTokenMayReadLiveAndReplayed) {
   EXPECT_EQ(live.events[0].sequence(), 21u);
 }
 
-TEST_F(SecurityTest, WiderPatternIsNarrowedToTheGrant) {
+TEST_P(SecurityTest, WiderPatternIsNarrowedToTheGrant) {
   FanoutServerOptions options;
   options.access_tokens_file = tokens_file_;
   options.service.heartbeat_interval = absl::Milliseconds(50);
@@ -412,7 +413,7 @@ TEST_F(SecurityTest, WiderPatternIsNarrowedToTheGrant) {
       << narrowed.status.error_message();
 }
 
-TEST_F(SecurityTest, PatternOutsideTheGrantIsPermissionDenied) {
+TEST_P(SecurityTest, PatternOutsideTheGrantIsPermissionDenied) {
   FanoutServerOptions options;
   options.access_tokens_file = tokens_file_;
   ASSERT_NO_FATAL_FAILURE(StartServer(options));
@@ -436,7 +437,7 @@ TEST_F(SecurityTest, PatternOutsideTheGrantIsPermissionDenied) {
                         "\"permission_denied\"} 1\n"));
 }
 
-TEST_F(SecurityTest, EventSubscriberSendsItsTokenOverMutualTls) {
+TEST_P(SecurityTest, EventSubscriberSendsItsTokenOverMutualTls) {
   FanoutServerOptions options = TlsOptions(/*mutual=*/true);
   options.access_tokens_file = tokens_file_;
   ASSERT_NO_FATAL_FAILURE(StartServer(options));
@@ -503,7 +504,7 @@ TEST_F(SecurityTest, EventSubscriberSendsItsTokenOverMutualTls) {
   EXPECT_EQ(causes[0].code(), absl::StatusCode::kUnavailable) << causes[0];
 }
 
-TEST_F(SecurityTest, OversizedSubscribeRequestIsRefusedBeforeItIsRead) {
+TEST_P(SecurityTest, OversizedSubscribeRequestIsRefusedBeforeItIsRead) {
   FanoutServerOptions options;
   ASSERT_NO_FATAL_FAILURE(StartServer(options));
   const size_t limit = MaxSubscribeRequestBytes(options.service);
@@ -534,12 +535,12 @@ TEST(LoopbackAddressTest, OnlyLoopbackAddressesCount) {
   }
 }
 
-TEST_F(SecurityTest, BadTokensFileStopsTheStart) {
+TEST_P(SecurityTest, BadTokensFileStopsTheStart) {
   FanoutServerOptions options;
   options.access_tokens_file = tokens_file_;
   ASSERT_EQ(chmod(tokens_file_.c_str(), 0644), 0);
   options.allow_unsigned = true;
-  options.log.data_dir = data_dir_.path();
+  UseBackend(&options);
   options.http.port = 0;
   options.grpc_address = "127.0.0.1:0";
 
@@ -556,6 +557,9 @@ TEST_F(SecurityTest, BadTokensFileStopsTheStart) {
       << server.status();
   EXPECT_THAT(server.status().message(), HasSubstr("line 1"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, SecurityTest, testing::kAllBackends,
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace fanout

@@ -47,10 +47,12 @@ constexpr int kLogTailLines = 20;
 // A node's configuration: $0 its server name, $1 its client port, $2 its
 // monitoring port, $3 its JetStream store. JetStream's limits are caps
 // (nothing is reserved up front); its defaults would offer most of the
-// machine's memory and disk.
+// machine's memory and disk. Messages may be as large as fanout-server's
+// largest event, as its start requires.
 constexpr char kNodeConfig[] = R"(server_name: "$0"
 listen: "127.0.0.1:$1"
 http: "127.0.0.1:$2"
+max_payload: 8MB
 jetstream {
   store_dir: "$3"
   max_memory_store: 256MB

@@ -1,0 +1,339 @@
+// Several servers in front of one JetStream stream: deliveries taken by one
+// reach subscribers of another with the same sequences, a delivery posted
+// to two at once is kept once, and neither a NATS node nor a server going
+// away during a burst loses or repeats an acknowledged event.
+
+#include <algorithm>
+#include <atomic>
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nats/nats.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/event_subscriber.h"
+#include "client/webhook_sender.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/app/fanout_server.h"
+#include "tests/util/nats_servers.h"
+#include "tests/util/temp_dir.h"
+
+namespace fanout {
+namespace {
+
+using staffify::fanout::v1::Event;
+using ::testing::ElementsAreArray;
+
+std::string Delivery(int i) {
+  return absl::StrCat(R"({"id":"wh_burst_)", i,
+                      R"(","event":"test.ping","timestamp":)",
+                      R"("2026-03-01T19:00:00.000Z","data":{"message":"m)", i,
+                      R"("}})");
+}
+
+// What a POST was answered: the HTTP status, and for a 200 the status
+// field and sequence of the JSON answer.
+struct Answer {
+  int http = 0;
+  std::string status;
+  uint64_t sequence = 0;
+};
+
+Answer PostTo(const FanoutServer& server, const std::string& body) {
+  WebhookSender sender(
+      HttpUrl{"127.0.0.1", std::to_string(server.http_port()), "/webhooks"});
+  absl::StatusOr<HttpAnswer> answer = sender.PostJson(body);
+  Answer result;
+  if (!answer.ok()) return result;
+  result.http = answer->status;
+  if (answer->status == 200) {
+    const boost::json::value json = boost::json::parse(answer->body);
+    result.status = std::string(json.at("status").as_string());
+    result.sequence = json.at("sequence").to_number<uint64_t>();
+  }
+  return result;
+}
+
+// Receives events with the client library on a thread of its own, from
+// any of the servers `target` names, resuming after the last sequence it
+// saw whenever its stream breaks.
+class Receiver {
+ public:
+  explicit Receiver(const std::string& target) {
+    EventSubscriberOptions options;
+    options.target = target;
+    options.start.set_from_oldest(true);
+    options.initial_backoff = absl::Milliseconds(20);
+    options.max_backoff = absl::Milliseconds(200);
+    subscriber_ = std::make_unique<EventSubscriber>(options);
+    thread_ = std::thread([this] {
+      absl::Status status = subscriber_->Run([this](const Event& event) {
+        std::lock_guard<std::mutex> lock(mu_);
+        sequences_.push_back(event.sequence());
+        ids_.push_back(event.id());
+        cv_.notify_all();
+        return absl::OkStatus();
+      });
+      EXPECT_TRUE(status.ok()) << status;
+    });
+  }
+
+  ~Receiver() {
+    subscriber_->Stop();
+    thread_.join();
+  }
+
+  // Waits up to 60 s until `count` events arrived; returns their
+  // sequences.
+  std::vector<uint64_t> WaitFor(size_t count) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(60),
+                 [&] { return sequences_.size() >= count; });
+    return sequences_;
+  }
+
+  std::vector<std::string> ids() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ids_;
+  }
+
+  size_t received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sequences_.size();
+  }
+
+ private:
+  std::unique_ptr<EventSubscriber> subscriber_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<uint64_t> sequences_;
+  std::vector<std::string> ids_;
+};
+
+class ReplicasTest : public ::testing::Test {
+ protected:
+  void StartNats(int nodes) {
+    absl::StatusOr<std::unique_ptr<testing::NatsServers>> nats =
+        testing::NatsServers::Start(nodes, nats_dir_.path());
+    ASSERT_TRUE(nats.ok()) << nats.status();
+    nats_ = *std::move(nats);
+  }
+
+  // Starts a server on the NATS servers; returns nullptr on failure.
+  std::unique_ptr<FanoutServer> StartReplica(int stream_replicas = 1) {
+    FanoutServerOptions options;
+    options.allow_unsigned = true;
+    options.bus = nats_->urls();
+    options.nats.replicas = stream_replicas;
+    options.nats.request_timeout = absl::Seconds(2);
+    options.http.port = 0;
+    options.grpc_address = "127.0.0.1:0";
+    options.shutdown_grace = absl::Seconds(2);
+    absl::StatusOr<std::unique_ptr<FanoutServer>> server =
+        FanoutServer::Start(options);
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  }
+
+  // The node that leads the stream (where JetStream orders its writes), or
+  // -1.
+  int StreamLeader() {
+    natsConnection* connection = nullptr;
+    if (natsConnection_ConnectTo(&connection, nats_->urls().c_str()) !=
+        NATS_OK) {
+      return -1;
+    }
+    jsCtx* js = nullptr;
+    jsStreamInfo* info = nullptr;
+    int node = -1;
+    if (natsConnection_JetStream(&js, connection, nullptr) == NATS_OK &&
+        js_GetStreamInfo(&info, js, "FANOUT", nullptr, nullptr) == NATS_OK &&
+        info->Cluster != nullptr && info->Cluster->Leader != nullptr) {
+      node = nats_->NodeNamed(info->Cluster->Leader);
+    }
+    jsStreamInfo_Destroy(info);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(connection);
+    return node;
+  }
+
+  static std::string GrpcTarget(const FanoutServer& server) {
+    return absl::StrCat("127.0.0.1:", server.grpc_port());
+  }
+
+  testing::TempDir nats_dir_;
+  std::unique_ptr<testing::NatsServers> nats_;
+};
+
+TEST_F(ReplicasTest, DeliveriesToOneReplicaReachSubscribersOfAnother) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  std::unique_ptr<FanoutServer> b = StartReplica();
+  ASSERT_TRUE(a && b);
+  Receiver on_b(GrpcTarget(*b));
+
+  std::vector<uint64_t> assigned;
+  for (int i = 1; i <= 60; ++i) {
+    // Mostly to A, some to B: one sequence either way.
+    const Answer answer = PostTo(i % 3 == 0 ? *b : *a, Delivery(i));
+    ASSERT_EQ(answer.http, 200);
+    ASSERT_EQ(answer.status, "accepted");
+    assigned.push_back(answer.sequence);
+  }
+  std::vector<uint64_t> expected(60);
+  for (size_t i = 0; i < expected.size(); ++i) expected[i] = i + 1;
+  EXPECT_THAT(assigned, ElementsAreArray(expected));
+  EXPECT_THAT(on_b.WaitFor(60), ElementsAreArray(expected));
+  for (int i = 0; i < 60; ++i) {
+    EXPECT_EQ(on_b.ids()[i], absl::StrCat("wh_burst_", i + 1));
+  }
+}
+
+TEST_F(ReplicasTest, SameDeliveryPostedToTwoReplicasAtOnceIsStoredOnce) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  std::unique_ptr<FanoutServer> b = StartReplica();
+  ASSERT_TRUE(a && b);
+
+  constexpr int kDeliveries = 40;
+  for (int i = 1; i <= kDeliveries; ++i) {
+    Answer to_a;
+    Answer to_b;
+    std::thread racer([&] { to_b = PostTo(*b, Delivery(i)); });
+    to_a = PostTo(*a, Delivery(i));
+    racer.join();
+    ASSERT_EQ(to_a.http, 200);
+    ASSERT_EQ(to_b.http, 200);
+    // One is kept; the other is told it is a duplicate of it.
+    EXPECT_EQ((to_a.status == "accepted") + (to_b.status == "accepted"), 1)
+        << to_a.status << " " << to_b.status;
+    EXPECT_EQ(to_a.sequence, to_b.sequence);
+    EXPECT_EQ(to_a.sequence, static_cast<uint64_t>(i));
+  }
+  ASSERT_EQ(a->store()->Range()->last, static_cast<uint64_t>(kDeliveries));
+  Receiver everything(GrpcTarget(*a));
+  EXPECT_EQ(everything.WaitFor(kDeliveries).size(),
+            static_cast<size_t>(kDeliveries));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(everything.received(), static_cast<size_t>(kDeliveries));
+}
+
+// Posts deliveries 1..count, each until it is acknowledged (as Staffify
+// retries), to the servers in turn; returns the sequence each id was
+// acknowledged with. `midway` runs after half of them.
+std::map<int, uint64_t> PostUntilAcknowledged(
+    const std::vector<FanoutServer*>& servers, int count,
+    const std::function<void()>& midway) {
+  std::map<int, uint64_t> acknowledged;
+  for (int i = 1; i <= count; ++i) {
+    if (i == count / 2) midway();
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    for (size_t attempt = 0; absl::Now() < deadline; ++attempt) {
+      FanoutServer* server = servers[(i + attempt) % servers.size()];
+      if (server == nullptr) continue;
+      const Answer answer = PostTo(*server, Delivery(i));
+      if (answer.http == 200) {
+        acknowledged[i] = answer.sequence;
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    EXPECT_EQ(acknowledged.count(i), 1u) << "delivery " << i;
+  }
+  return acknowledged;
+}
+
+TEST_F(ReplicasTest, StoppingOneNatsNodeDuringABurstLosesNoAcknowledgedEvent) {
+  StartNats(3);
+  std::unique_ptr<FanoutServer> a = StartReplica(/*stream_replicas=*/3);
+  std::unique_ptr<FanoutServer> b = StartReplica(/*stream_replicas=*/3);
+  ASSERT_TRUE(a && b);
+
+  // The stream's leader goes: JetStream stops taking writes until the other
+  // two elect a new one, and publishes in flight meanwhile are answered 503
+  // (and retried) even where they were stored.
+  constexpr int kDeliveries = 300;
+  const std::map<int, uint64_t> acknowledged =
+      PostUntilAcknowledged({a.get(), b.get()}, kDeliveries, [&] {
+        const int leader = StreamLeader();
+        ASSERT_GE(leader, 0);
+        nats_->Kill(leader);
+      });
+  ASSERT_EQ(acknowledged.size(), static_cast<size_t>(kDeliveries));
+
+  // Every acknowledged delivery is in the stream, once, at the sequence
+  // it was acknowledged with; a retry of one JetStream kept but could not
+  // acknowledge is answered as its duplicate.
+  Receiver everything(absl::StrCat("ipv4:127.0.0.1:", a->grpc_port(),
+                                   ",127.0.0.1:", b->grpc_port()));
+  std::vector<uint64_t> sequences = everything.WaitFor(kDeliveries);
+  ASSERT_EQ(sequences.size(), static_cast<size_t>(kDeliveries));
+  const std::vector<std::string> ids = everything.ids();
+  std::map<std::string, uint64_t> stored;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_TRUE(stored.emplace(ids[i], sequences[i]).second)
+        << ids[i] << " stored twice";
+  }
+  for (const auto& [i, sequence] : acknowledged) {
+    const std::string id = absl::StrCat("wh_burst_", i);
+    ASSERT_EQ(stored.count(id), 1u) << id << " lost";
+    EXPECT_EQ(stored[id], sequence) << id;
+  }
+  EXPECT_TRUE(std::is_sorted(sequences.begin(), sequences.end()));
+}
+
+TEST_F(ReplicasTest, SubscribersOfAStoppedReplicaResumeOnAnotherWithoutGaps) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  std::unique_ptr<FanoutServer> b = StartReplica();
+  ASSERT_TRUE(a && b);
+  const int a_port = a->grpc_port();
+
+  // A and then B: the channel uses A while it answers, then B.
+  Receiver subscriber(absl::StrCat("ipv4:127.0.0.1:", a_port, ",127.0.0.1:",
+                                   b->grpc_port()));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (a->hub()->subscriber_count() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(a->hub()->subscriber_count(), 1u);
+
+  constexpr int kDeliveries = 400;
+  FanoutServer* servers[] = {a.get(), b.get()};
+  std::vector<FanoutServer*> targets(std::begin(servers), std::end(servers));
+  std::atomic<bool> stopped_a{false};
+  std::thread stopper;
+  const std::map<int, uint64_t> acknowledged =
+      PostUntilAcknowledged(targets, kDeliveries, [&] {
+        // A goes away mid-burst, while it streams; the burst goes on
+        // through B.
+        targets[0] = nullptr;
+        stopper = std::thread([&] {
+          a->Shutdown();
+          stopped_a = true;
+        });
+      });
+  stopper.join();
+  ASSERT_TRUE(stopped_a);
+  ASSERT_EQ(acknowledged.size(), static_cast<size_t>(kDeliveries));
+
+  std::vector<uint64_t> expected(kDeliveries);
+  for (int i = 0; i < kDeliveries; ++i) expected[i] = i + 1;
+  EXPECT_THAT(subscriber.WaitFor(kDeliveries), ElementsAreArray(expected));
+  EXPECT_EQ(b->hub()->subscriber_count(), 1u);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(subscriber.received(), static_cast<size_t>(kDeliveries));
+}
+
+}  // namespace
+}  // namespace fanout
