@@ -138,8 +138,9 @@ class FanoutServer {
 
   // The Prometheus text of GET /metrics.
   std::string RenderMetrics() const;
-  // Whether the store is open and both listeners are up (GET /readyz).
-  bool Ready() const { return ready_.load(); }
+  // Whether the store is open and can take deliveries (with NATS: is
+  // connected), and both listeners are up (GET /readyz).
+  bool Ready() const { return ready_.load() && store_->Connected(); }
 
   uint16_t http_port() const { return http_->port(); }
   int grpc_port() const { return grpc_port_; }

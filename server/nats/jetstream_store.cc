@@ -806,10 +806,13 @@ absl::StatusOr<uint64_t> JetStreamStore::FirstSequenceSince(absl::Time time) {
   return std::max(first, range->first);
 }
 
+bool JetStreamStore::Connected() const {
+  return connection_ != nullptr &&
+         natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED;
+}
+
 void JetStreamStore::RenderMetrics(std::string* out) {
-  const bool connected =
-      connection_ != nullptr &&
-      natsConnection_Status(connection_) == NATS_CONN_STATUS_CONNECTED;
+  const bool connected = Connected();
   absl::StrAppend(
       out,
       "# HELP fanout_duplicates_total Deliveries whose id was already "

@@ -103,6 +103,7 @@ class JetStreamStore final : public EventStore {
   absl::StatusOr<uint64_t> FirstSequenceSince(absl::Time time) override;
   absl::StatusOr<LogRange> Range() override;
   void RenderMetrics(std::string* out) override;
+  bool Connected() const override;
   const char* name() const override { return "nats"; }
 
   // The event a message of the stream holds, or nullptr (with a warning)

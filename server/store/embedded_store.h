@@ -32,6 +32,7 @@ class EmbeddedStore final : public EventStore {
   absl::StatusOr<uint64_t> FirstSequenceSince(absl::Time time) override;
   absl::StatusOr<LogRange> Range() override { return log_->range(); }
   void RenderMetrics(std::string* out) override;
+  bool Connected() const override { return true; }
   const char* name() const override { return "embedded"; }
 
   // The log itself, for tests and tools.

@@ -77,6 +77,11 @@ class EventStore {
   // and its own) to `out`.
   virtual void RenderMetrics(std::string* out) = 0;
 
+  // Whether the store can take appends now, as far as it knows (the
+  // embedded log: always; JetStream: while connected to NATS). Cheap;
+  // thread-safe.
+  virtual bool Connected() const = 0;
+
   // For log lines: "embedded" or "nats".
   virtual const char* name() const = 0;
 };

@@ -335,5 +335,31 @@ TEST_F(ReplicasTest, SubscribersOfAStoppedReplicaResumeOnAnotherWithoutGaps) {
   EXPECT_EQ(subscriber.received(), static_cast<size_t>(kDeliveries));
 }
 
+TEST_F(ReplicasTest, WhileNatsIsDownDeliveriesGet503AndReadinessFails) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  ASSERT_TRUE(a);
+  Receiver subscriber(GrpcTarget(*a));
+  ASSERT_EQ(PostTo(*a, Delivery(1)).status, "accepted");
+  ASSERT_TRUE(a->Ready());
+
+  nats_->Stop(0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (a->Ready() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_FALSE(a->Ready());
+  // Not kept, and said so: Staffify retries.
+  EXPECT_EQ(PostTo(*a, Delivery(2)).http, 503);
+
+  ASSERT_TRUE(nats_->Restart(0).ok());
+  const std::map<int, uint64_t> acknowledged =
+      PostUntilAcknowledged({a.get()}, 3, [] {});
+  EXPECT_TRUE(a->Ready());
+  EXPECT_EQ(acknowledged.at(3), 3u);
+  // The subscriber saw every event once, across the outage.
+  EXPECT_THAT(subscriber.WaitFor(3), ElementsAreArray({1u, 2u, 3u}));
+}
+
 }  // namespace
 }  // namespace fanout
