@@ -68,9 +68,11 @@ Answer PostTo(const FanoutServer& server, const std::string& body) {
 // saw whenever its stream breaks.
 class Receiver {
  public:
-  explicit Receiver(const std::string& target) {
+  explicit Receiver(const std::string& target,
+                    std::vector<std::string> patterns = {}) {
     EventSubscriberOptions options;
     options.target = target;
+    options.event_types = std::move(patterns);
     options.start.set_from_oldest(true);
     options.initial_backoff = absl::Milliseconds(20);
     options.max_backoff = absl::Milliseconds(200);
@@ -80,6 +82,7 @@ class Receiver {
         std::lock_guard<std::mutex> lock(mu_);
         sequences_.push_back(event.sequence());
         ids_.push_back(event.id());
+        types_.push_back(event.event_type());
         cv_.notify_all();
         return absl::OkStatus();
       });
@@ -106,6 +109,11 @@ class Receiver {
     return ids_;
   }
 
+  std::vector<std::string> types() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return types_;
+  }
+
   size_t received() {
     std::lock_guard<std::mutex> lock(mu_);
     return sequences_.size();
@@ -118,6 +126,7 @@ class Receiver {
   std::condition_variable cv_;
   std::vector<uint64_t> sequences_;
   std::vector<std::string> ids_;
+  std::vector<std::string> types_;
 };
 
 class ReplicasTest : public ::testing::Test {
@@ -359,6 +368,55 @@ TEST_F(ReplicasTest, WhileNatsIsDownDeliveriesGet503AndReadinessFails) {
   EXPECT_EQ(acknowledged.at(3), 3u);
   // The subscriber saw every event once, across the outage.
   EXPECT_THAT(subscriber.WaitFor(3), ElementsAreArray({1u, 2u, 3u}));
+}
+
+// Types as a newer sender might write them: NATS wildcards, the subject
+// encoding's own escape, characters outside ASCII. Each reaches exactly the
+// subscribers whose patterns match it, whether they read it live or replay
+// it through a consumer JetStream filters.
+TEST_F(ReplicasTest, TypesWithCharactersNatsTreatsSpeciallyRouteExactly) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  ASSERT_TRUE(a);
+  const std::vector<std::string> types = {
+      "ticket.created", "ticket.>",  "a>b.x",   "a%3Eb.x",
+      "a>b",            "caf\xC3\xA9.open", "ticket", "ticket.>.x"};
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases =
+      {{"ticket.created", {"ticket.created"}},
+       {"ticket.>", {"ticket.>"}},
+       {"ticket.*", {"ticket.created", "ticket.>", "ticket.>.x"}},
+       {"a>b.*", {"a>b.x"}},
+       {"a%3Eb.*", {"a%3Eb.x"}},
+       {"a>b", {"a>b"}},
+       {"caf\xC3\xA9.*", {"caf\xC3\xA9.open"}},
+       {"ticket", {"ticket"}}};
+
+  std::vector<std::unique_ptr<Receiver>> live;
+  for (const auto& [pattern, expected] : cases) {
+    live.push_back(
+        std::make_unique<Receiver>(GrpcTarget(*a), std::vector{pattern}));
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (a->hub()->subscriber_count() < cases.size() &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  for (size_t i = 0; i < types.size(); ++i) {
+    const std::string body = absl::StrCat(
+        R"({"id":"wh_type_)", i, R"(","event":")", types[i],
+        R"(","timestamp":"2026-03-01T19:00:00Z","data":{}})");
+    ASSERT_EQ(PostTo(*a, body).status, "accepted") << types[i];
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& [pattern, expected] = cases[i];
+    SCOPED_TRACE(pattern);
+    live[i]->WaitFor(expected.size());
+    Receiver replaying(GrpcTarget(*a), {pattern});
+    replaying.WaitFor(expected.size());
+    absl::SleepFor(absl::Milliseconds(100));  // Nothing more comes.
+    EXPECT_THAT(live[i]->types(), ElementsAreArray(expected));
+    EXPECT_THAT(replaying.types(), ElementsAreArray(expected));
+  }
 }
 
 }  // namespace
