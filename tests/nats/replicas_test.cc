@@ -370,6 +370,79 @@ TEST_F(ReplicasTest, WhileNatsIsDownDeliveriesGet503AndReadinessFails) {
   EXPECT_THAT(subscriber.WaitFor(3), ElementsAreArray({1u, 2u, 3u}));
 }
 
+TEST_F(ReplicasTest, StreamWithOtherSettingsStopsTheStartNamingEachOne) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> first = StartReplica();
+  ASSERT_TRUE(first);
+  ASSERT_EQ(PostTo(*first, Delivery(1)).status, "accepted");
+
+  FanoutServerOptions options;
+  options.allow_unsigned = true;
+  options.bus = nats_->urls();
+  options.http.port = 0;
+  options.grpc_address = "127.0.0.1:0";
+  options.nats.duplicate_window = absl::Hours(2);
+  options.nats.memory_storage = true;
+  options.log.retention_age = absl::Hours(48);
+  absl::StatusOr<std::unique_ptr<FanoutServer>> other =
+      FanoutServer::Start(options);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string message(other.status().message());
+  EXPECT_THAT(message, ::testing::HasSubstr("FANOUT exists with other"));
+  EXPECT_THAT(message, ::testing::HasSubstr("storage is file (settings give "
+                                            "memory)"));
+  EXPECT_THAT(message, ::testing::HasSubstr("duplicate window is 24h "
+                                            "(settings give 2h)"));
+  EXPECT_THAT(message, ::testing::HasSubstr("max age is 168h (settings give "
+                                            "48h)"));
+  EXPECT_THAT(message, ::testing::Not(::testing::HasSubstr("replicas")));
+
+  // Nothing was changed: the first server goes on, and so does a second
+  // one with the same settings.
+  EXPECT_EQ(PostTo(*first, Delivery(2)).sequence, 2u);
+  std::unique_ptr<FanoutServer> same = StartReplica();
+  ASSERT_TRUE(same);
+  EXPECT_EQ(PostTo(*same, Delivery(3)).sequence, 3u);
+}
+
+TEST_F(ReplicasTest, NatsThatTakesSmallerMessagesThanEventsStopsTheStart) {
+  StartNats(1);  // max_payload 8 MB.
+  FanoutServerOptions options;
+  options.allow_unsigned = true;
+  options.bus = nats_->urls();
+  options.http.port = 0;
+  options.grpc_address = "127.0.0.1:0";
+  options.http.max_body_bytes = 12 << 20;
+  options.converter.max_event_bytes = 16 << 20;
+  absl::StatusOr<std::unique_ptr<FanoutServer>> server =
+      FanoutServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(server.status().message()),
+              ::testing::HasSubstr("max_payload"));
+}
+
+TEST_F(ReplicasTest, UnreachableNatsStopsTheStartAfterTheConnectTimeout) {
+  StartNats(1);
+  const std::string url = nats_->url(0);
+  nats_->Stop(0);
+  FanoutServerOptions options;
+  options.allow_unsigned = true;
+  options.bus = url;
+  options.http.port = 0;
+  options.grpc_address = "127.0.0.1:0";
+  options.nats.connect_timeout = absl::Milliseconds(500);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<FanoutServer>> server =
+      FanoutServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(server.status().message()),
+              ::testing::HasSubstr(url));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
 // Types as a newer sender might write them: NATS wildcards, the subject
 // encoding's own escape, characters outside ASCII. Each reaches exactly the
 // subscribers whose patterns match it, whether they read it live or replay
