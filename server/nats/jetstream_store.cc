@@ -711,10 +711,13 @@ void JetStreamStore::TailLoop(uint64_t after) {
       for (int i = 0; i < list.Count; ++i) {
         std::shared_ptr<const StoredEvent> event = ToEvent(list.Msgs[i]);
         Delivered delivered;
-        if (!ReadMetadata(list.Msgs[i], &delivered) ||
-            delivered.sequence <= after) {
+        if (event != nullptr) {
+          delivered.sequence = event->sequence();
+        } else if (!ReadMetadata(list.Msgs[i], &delivered)) {
           continue;
         }
+        // A consumer created anew may deliver what was received before.
+        if (delivered.sequence <= after) continue;
         after = delivered.sequence;
         if (event != nullptr) hub_->Publish(std::move(event));
       }
