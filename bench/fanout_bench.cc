@@ -26,6 +26,10 @@
 //                --slices files named --out.0, --out.1, ... for wrk
 //                (bench/wrk_deliveries.lua) to send.
 //
+// fanout and latency take several --grpc_target servers, replicas that
+// share one event store: their streams are spread over them, round robin,
+// while every delivery goes to --http_url.
+//
 // Deliveries are signed with the secret in the environment variable
 // FANOUT_WEBHOOK_SECRET when it is set (never taken from the command line),
 // and carry a signature-shaped placeholder otherwise.
@@ -89,7 +93,9 @@ ABSL_FLAG(std::string, mode, "",
 ABSL_FLAG(std::string, http_url, "http://127.0.0.1:8080/webhooks",
           "The server's ingest endpoint.");
 ABSL_FLAG(std::string, grpc_target, "127.0.0.1:50051",
-          "host:port of the server's gRPC Subscribe service.");
+          "host:port of the server's gRPC Subscribe service; fanout and "
+          "latency take a comma-separated list, to spread their streams "
+          "over servers that share one event store.");
 ABSL_FLAG(int, connections, 1, "HTTP keep-alive connections posting.");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(5),
           "How long ingest and latency post for.");
@@ -385,8 +391,9 @@ int64_t RunPosters(const IngestEndpoint& ingest, const DeliveryMaker& maker,
 // stream stops reading once attached, as a subscriber that hangs would.
 class StreamSet {
  public:
-  // `channels` gRPC connections (0: one per stream) to `target`.
-  StreamSet(const std::string& target, int streams, int channels,
+  // `channels` gRPC connections (0: one per stream), spread over
+  // `targets` round robin, as are the streams over the connections.
+  StreamSet(const std::vector<std::string>& targets, int streams, int channels,
             bool record_latency, bool stall_after_attach = false);
   ~StreamSet();
 
@@ -530,17 +537,20 @@ class StreamSet::Stream : public grpc::ClientReadReactor<SubscribeResponse> {
   std::vector<int64_t> latencies_;
 };
 
-StreamSet::StreamSet(const std::string& target, int streams, int channels,
-                     bool record_latency, bool stall_after_attach)
+StreamSet::StreamSet(const std::vector<std::string>& targets, int streams,
+                     int channels, bool record_latency, bool stall_after_attach)
     : record_latency_(record_latency), stall_after_attach_(stall_after_attach) {
   if (channels <= 0 || channels > streams) channels = streams;
+  // Every target gets a connection, as far as there are streams for them.
+  channels =
+      std::max(channels, std::min(streams, static_cast<int>(targets.size())));
   for (int i = 0; i < channels; ++i) {
     grpc::ChannelArguments args;
     // Without a pool of its own each channel would share one connection.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetMaxReceiveMessageSize(64 << 20);
     channels_.push_back(grpc::CreateCustomChannel(
-        target, grpc::InsecureChannelCredentials(), args));
+        targets[i % targets.size()], grpc::InsecureChannelCredentials(), args));
     stubs_.push_back(Fanout::NewStub(channels_.back()));
   }
   for (int i = 0; i < streams; ++i) {
@@ -729,6 +739,12 @@ double PerSecond(int64_t count, int64_t nanos) {
   return nanos > 0 ? static_cast<double>(count) * 1e9 / nanos : 0;
 }
 
+// The servers of --grpc_target, in the order given.
+std::vector<std::string> GrpcTargets() {
+  return absl::StrSplit(absl::GetFlag(FLAGS_grpc_target), ',',
+                        absl::SkipWhitespace());
+}
+
 // Prints a failure and returns the exit code for it.
 int Failed(const std::string& what, const absl::Status& status) {
   std::printf("FAILED: %s: %s\n", what.c_str(), status.ToString().c_str());
@@ -791,8 +807,8 @@ int RunFanout(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
   const int connections = absl::GetFlag(FLAGS_connections);
   const int64_t events = absl::GetFlag(FLAGS_events);
 
-  StreamSet streams(absl::GetFlag(FLAGS_grpc_target), subscribers,
-                    absl::GetFlag(FLAGS_channels), /*record_latency=*/false);
+  StreamSet streams(GrpcTargets(), subscribers, absl::GetFlag(FLAGS_channels),
+                    /*record_latency=*/false);
   streams.ExpectTickets(events);
   streams.Start();
   {
@@ -855,8 +871,8 @@ int RunLatency(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
       rate * absl::ToDoubleSeconds(absl::GetFlag(FLAGS_duration)));
   const double period_ns = 1e9 / rate;
 
-  StreamSet streams(absl::GetFlag(FLAGS_grpc_target), subscribers,
-                    absl::GetFlag(FLAGS_channels), /*record_latency=*/true);
+  StreamSet streams(GrpcTargets(), subscribers, absl::GetFlag(FLAGS_channels),
+                    /*record_latency=*/true);
   streams.Start();
   {
     DeliveryPoster barrier_poster(ingest);
@@ -931,7 +947,7 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
     return Failed("idle-memory",
                   absl::InvalidArgumentError("--server_pid is required"));
   }
-  const std::string target = absl::GetFlag(FLAGS_grpc_target);
+  const std::vector<std::string> targets = GrpcTargets();
   DeliveryPoster poster(ingest);
 
   // The server as started: nothing ingested, nobody subscribed.
@@ -940,7 +956,7 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
 
   // One stream first, so that what gRPC allocates once (threads, pools) is
   // not charged to the streams measured.
-  StreamSet first(target, 1, 0, /*record_latency=*/false);
+  StreamSet first(targets, 1, 0, /*record_latency=*/false);
   first.Start();
   absl::Status attached = first.AwaitAttached(poster, maker, attach_timeout);
   if (!attached.ok()) return Failed("attaching a subscriber", attached);
@@ -948,7 +964,7 @@ int RunIdleMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
   absl::StatusOr<int64_t> before = ReadStatusBytes(pid);
   if (!before.ok()) return Failed("reading VmRSS", before.status());
 
-  StreamSet streams(target, subscribers, absl::GetFlag(FLAGS_channels),
+  StreamSet streams(targets, subscribers, absl::GetFlag(FLAGS_channels),
                     /*record_latency=*/false);
   streams.Start();
   attached = streams.AwaitAttached(poster, maker, attach_timeout);
@@ -978,7 +994,7 @@ int RunStalledMemory(const IngestEndpoint& ingest, const DeliveryMaker& maker) {
                   absl::InvalidArgumentError("--server_pid is required"));
   }
 
-  StreamSet stalled(absl::GetFlag(FLAGS_grpc_target), 1, 0,
+  StreamSet stalled(GrpcTargets(), 1, 0,
                     /*record_latency=*/false, /*stall_after_attach=*/true);
   stalled.Start();
   {
@@ -1127,6 +1143,13 @@ int main(int argc, char** argv) {
   const fanout::bench::DeliveryMaker maker(absl::GetFlag(FLAGS_body_bytes));
 
   const std::string mode = absl::GetFlag(FLAGS_mode);
+  const size_t targets = fanout::bench::GrpcTargets().size();
+  if (targets == 0 || (targets > 1 && mode != "fanout" && mode != "latency")) {
+    std::fprintf(stderr,
+                 "fanout-bench: --grpc_target must name a server; only "
+                 "fanout and latency take several\n");
+    return EXIT_FAILURE;
+  }
   int code = EXIT_FAILURE;
   if (mode == "ingest") {
     code = fanout::bench::RunIngest(ingest, maker);

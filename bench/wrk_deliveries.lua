@@ -2,14 +2,16 @@
 -- `fanout-bench --mode=requests` wrote beforehand (wrk's Lua has no
 -- HMAC), the same bytes to fanout-server and to nginx.
 --
---   wrk -t T -c C -d 5s -s bench/wrk_deliveries.lua URL -- PREFIX SLICES T
+--   wrk -t T -c C -d 5s -s bench/wrk_deliveries.lua URL -- PREFIX SLICES T \
+--       [FIRST]
 --
--- PREFIX.0 .. PREFIX.<SLICES-1> hold whole HTTP requests, each preceded
--- by its size in bytes and a newline. Thread k of T sends the requests of
--- slices k, k+T, ... in order, so no two threads send the same delivery; a
--- thread that runs out starts its requests again (retries, which
--- fanout-server answers "duplicate") and counts that in `wraps`. done()
--- prints one "result key=value ..." line for run.sh.
+-- PREFIX.<FIRST> .. PREFIX.<FIRST+SLICES-1> (FIRST: 0 when not given) hold
+-- whole HTTP requests, each preceded by its size in bytes and a newline.
+-- Thread k of T sends the requests of slices FIRST+k, FIRST+k+T, ... in
+-- order, so no two threads send the same delivery, nor two wrk processes
+-- given slices apart; a thread that runs out starts its requests again
+-- (retries, which fanout-server answers "duplicate") and counts that in
+-- `wraps`. done() prints one "result key=value ..." line for run.sh.
 
 local threads = {}
 
@@ -29,9 +31,10 @@ wraps = 0
 function init(args)
   local prefix, slices, thread_count = args[1], tonumber(args[2]),
       tonumber(args[3])
-  assert(prefix and slices and thread_count,
-         "arguments: PREFIX SLICES THREADS")
-  for slice = index, slices - 1, thread_count do
+  local first = tonumber(args[4] or "0")
+  assert(prefix and slices and thread_count and first,
+         "arguments: PREFIX SLICES THREADS [FIRST]")
+  for slice = first + index, first + slices - 1, thread_count do
     local name = prefix .. "." .. slice
     local file = assert(io.open(name, "rb"))
     local text = file:read("*a")
