@@ -160,10 +160,15 @@ class JetStreamReader final : public EventReader {
                     uint64_t* scanned_through) override {
     *scanned_through = after;
     // Every matching event up to `newest` is either read below or still
-    // pending for the consumer.
-    absl::StatusOr<LogRange> range = store_->Range();
-    if (!range.ok()) return range.status();
-    const uint64_t newest = range->last;
+    // pending for the consumer. The stream's newest, as far as the tail
+    // received it, is enough: a stream replays only what the hub no
+    // longer holds.
+    uint64_t newest = store_->tail_sequence();
+    if (newest <= after) {
+      absl::StatusOr<LogRange> range = store_->Range();
+      if (!range.ok()) return range.status();
+      newest = range->last;
+    }
     if (newest <= after) return absl::OkStatus();
 
     const JetStreamOptions& options = store_->options();
@@ -354,6 +359,9 @@ absl::Status JetStreamStore::Connect() {
   natsOptions_SetMaxReconnect(nats_options.get(), -1);
   natsOptions_SetReconnectWait(nats_options.get(), 250);
   natsOptions_SetTimeout(nats_options.get(), Millis(options_.request_timeout));
+  // A delivery's answer waits for its publish: send each at once rather
+  // than let the client hold it back (up to a millisecond) for company.
+  natsOptions_SetSendAsap(nats_options.get(), true);
   natsOptions_SetDisconnectedCB(
       nats_options.get(),
       [](natsConnection* connection, void*) {

@@ -111,6 +111,8 @@ class JetStreamStore final : public EventStore {
   std::shared_ptr<const StoredEvent> ToEvent(natsMsg* msg) const;
 
   const JetStreamOptions& options() const { return options_; }
+  // The newest sequence the tail received (and published to the hub).
+  uint64_t tail_sequence() const { return tail_sequence_.load(); }
   jsCtx* jetstream() const { return js_; }
 
  private:
