@@ -361,10 +361,14 @@ fi
 # --- The smoke test. ---
 
 # post R FILE: POSTs the example to replica R; sets `answer` to
-# fanout-send's line and returns its exit status.
+# fanout-send's line without the file's name ("200 {...}") and returns its
+# exit status.
 post() {
+  local status=0
   answer=$("$send_bin" --timeout=10s --secrets_file="$secrets" \
-      --url="$(url "$1")" "$2" 2>&1) || return $?
+      --url="$(url "$1")" "$2" 2>&1) || status=$?
+  answer=${answer#"$2: "}
+  return "$status"
 }
 
 # wait_for_line FILE PATTERN SECONDS: until a line of FILE holds PATTERN
@@ -389,9 +393,9 @@ events="$folder/subscriber.out"
 subscriber_pid=$!
 
 post 0 "$first" || fail "posting to replica 1: $answer"
-echo "replica 1: $answer"
+echo "replica 1, $(basename "$first"): $answer"
 case "$answer" in
-  *' 200 {"status":"accepted","sequence":1,'*) ;;
+  '200 {"status":"accepted","sequence":1,'*) ;;
   *) fail "replica 1 did not accept the first delivery as sequence 1" ;;
 esac
 id=$(sed -n 's/.*"id":"\([^"]*\)".*/\1/p' <<<"$answer")
@@ -401,9 +405,9 @@ wait_for_line "$events" "{\"sequence\":1,\"id\":\"$id\"" 10 ||
 echo "replica 2: the subscriber got sequence 1, $id"
 
 post 1 "$first" || fail "posting again to replica 2: $answer"
-echo "replica 2: $answer"
+echo "replica 2, $(basename "$first") again: $answer"
 case "$answer" in
-  *' 200 {"status":"duplicate","sequence":1,'*) ;;
+  '200 {"status":"duplicate","sequence":1,'*) ;;
   *) fail "replica 2 did not answer the retry as a duplicate of sequence 1" ;;
 esac
 
@@ -441,17 +445,17 @@ refused=0
 deadline=$((SECONDS + 25))
 until post 0 "$second"; do
   refused=$((refused + 1))
-  [ "$refused" != 1 ] || echo "replica 1: $answer"
+  [ "$refused" != 1 ] || echo "replica 1, $(basename "$second"): $answer"
   [ "$SECONDS" -lt "$deadline" ] ||
     fail "replica 1 did not store a delivery within 25 s of the kill:" \
       "$answer"
   sleep 0.5
 done
 [ "$refused" = 0 ] || echo "replica 1: refused $refused times, then:"
-echo "replica 1: $answer"
+echo "replica 1, $(basename "$second"): $answer"
 case "$answer" in
-  *' 200 {"status":"accepted","sequence":2,'*) ;;
-  *' 200 {"status":"duplicate","sequence":2,'*) ;;
+  '200 {"status":"accepted","sequence":2,'*) ;;
+  '200 {"status":"duplicate","sequence":2,'*) ;;
   *) fail "replica 1 did not store the second delivery as sequence 2" ;;
 esac
 id=$(sed -n 's/.*"id":"\([^"]*\)".*/\1/p' <<<"$answer")
