@@ -6,15 +6,18 @@ row in the flag tables of docs/operations.md, or its row gives another
 environment variable or default; when a row names a flag --help does not
 list; when an environment variable --help lists besides the flags is not
 mentioned; and when a metric that GET /metrics serves is not in the metrics
-table. The metrics come from a real server, started on free loopback ports
-in a temporary directory.
+table. The metrics come from real servers, started on free loopback ports
+in a temporary directory: one with the embedded event log and, where
+nats-server is installed, one whose events are kept in JetStream
+(--bus=nats://...), on a nats-server of its own.
 
-Usage: operations_doc_test.py --server PATH --doc PATH
+Usage: operations_doc_test.py --server PATH --doc PATH [--nats_server PATH]
 """
 
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,50 +78,105 @@ def doc_rows(doc_text):
     return rows
 
 
-def served_metrics(server):
-    """Starts the server and returns the metric names of GET /metrics."""
+def wait_for_log(process, log_path, pattern, what):
+    """Returns the first match of `pattern` in the log, waiting WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        with open(log_path, encoding="utf-8") as log:
+            match = re.search(pattern, log.read())
+        if match:
+            return match
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    with open(log_path, encoding="utf-8") as log:
+        sys.exit(f"{what} did not start:\n{log.read()}")
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_nats(nats_server, root):
+    """Starts a JetStream nats-server; returns (process, its URL)."""
+    config = os.path.join(root, "nats.conf")
+    with open(config, "w", encoding="utf-8") as out:
+        out.write("listen: 127.0.0.1:-1\n"
+                  "max_payload: 8MB\n"
+                  f"jetstream {{ store_dir: \"{root}/nats\" }}\n")
+    log_path = os.path.join(root, "nats.log")
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [nats_server, "-c", config], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        match = wait_for_log(process, log_path,
+                             r"Listening for client connections on (\S+)",
+                             "nats-server")
+    except SystemExit:
+        stop(process)
+        raise
+    return process, f"nats://{match.group(1)}"
+
+
+def served_metrics(server, root, name, flags):
+    """Starts the server with `flags`, its files named `name` in `root`;
+    returns the metric names of GET /metrics."""
+    env = dict(os.environ)
+    # A secret, so that the signature metrics are served too.
+    env["FANOUT_WEBHOOK_SECRETS"] = "doc-test-secret"
+    log_path = os.path.join(root, f"{name}.log")
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [server, "--http_address=127.0.0.1", "--http_port=0",
+             "--grpc_address=127.0.0.1:0",
+             f"--data_dir={os.path.join(root, name)}"] + flags,
+            env=env, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT)
+    try:
+        port = int(wait_for_log(process, log_path,
+                                r"listening http=\S+:(\d+) ",
+                                "fanout-server").group(1))
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/metrics", timeout=WAIT_S) as r:
+            text = r.read().decode("utf-8")
+    finally:
+        stop(process)
+    return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+
+
+def all_served_metrics(server, nats_server):
+    """The metrics of an embedded server, plus those of a server on NATS
+    when `nats_server` is given; and a word on which were checked."""
     with tempfile.TemporaryDirectory(prefix="fanout-doc-test-") as root:
-        env = dict(os.environ)
-        # A secret, so that the signature metrics are served too.
-        env["FANOUT_WEBHOOK_SECRETS"] = "doc-test-secret"
-        log_path = os.path.join(root, "server.log")
-        with open(log_path, "w", encoding="utf-8") as log:
-            process = subprocess.Popen(
-                [server, "--http_address=127.0.0.1", "--http_port=0",
-                 "--grpc_address=127.0.0.1:0",
-                 f"--data_dir={os.path.join(root, 'data')}"],
-                env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT)
+        metrics = served_metrics(server, root, "embedded", [])
+        if nats_server is None:
+            return metrics, "embedded log only: no nats-server found"
+        nats, url = start_nats(nats_server, root)
         try:
-            port = None
-            deadline = time.monotonic() + WAIT_S
-            while port is None and time.monotonic() < deadline:
-                if process.poll() is not None:
-                    break
-                with open(log_path, encoding="utf-8") as log:
-                    match = re.search(r"listening http=\S+:(\d+) ",
-                                      log.read())
-                if match:
-                    port = int(match.group(1))
-                else:
-                    time.sleep(0.05)
-            if port is None:
-                with open(log_path, encoding="utf-8") as log:
-                    sys.exit(f"fanout-server did not start:\n{log.read()}")
-            with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/metrics", timeout=WAIT_S) as r:
-                text = r.read().decode("utf-8")
+            metrics |= served_metrics(server, root, "on-nats",
+                                      [f"--bus={url}"])
         finally:
-            process.terminate()
-            process.wait(timeout=WAIT_S)
-    return sorted(set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE)))
+            stop(nats)
+    return metrics, "embedded log and NATS JetStream"
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
     parser.add_argument("--doc", required=True)
+    parser.add_argument(
+        "--nats_server",
+        help="nats-server, for the metrics of a server on NATS; by default "
+        "the one on PATH or in /usr/sbin, if any")
     args = parser.parse_args()
+    nats_server = args.nats_server or shutil.which(
+        "nats-server", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 
     with open(args.doc, encoding="utf-8") as doc:
         doc_text = doc.read()
@@ -159,7 +217,8 @@ def main():
         row = DOC_METRIC_ROW.match(line)
         if row:
             documented_metrics.add(row.group(1))
-    for metric in served_metrics(args.server):
+    metrics, backends = all_served_metrics(args.server, nats_server)
+    for metric in sorted(metrics):
         if metric not in documented_metrics:
             problems.append(
                 f"metric {metric} is served on /metrics but has no row in "
@@ -171,7 +230,8 @@ def main():
         return 1
     print(f"{doc_name} documents all {len(flags)} flags, "
           f"{len(others)} other variable(s) and "
-          f"{len(documented_metrics)} metrics of fanout-server")
+          f"{len(documented_metrics)} metrics of fanout-server "
+          f"(metrics served with the {backends})")
     return 0
 
 
