@@ -92,8 +92,24 @@ class Consumer {
                                     " for ", subject),
                        status, code);
     }
+    // A fetch from a consumer with nothing pending waits for its whole
+    // timeout, so readers ask first.
+    jsConsumerInfo* info = nullptr;
+    const natsStatus asked =
+        natsSubscription_GetConsumerInfo(&info, subscription_, &js_options,
+                                         &code);
+    if (asked != NATS_OK) {
+      Reset();
+      return NatsError(absl::StrCat("look up a consumer of ", options.stream),
+                       asked, code);
+    }
+    pending_ = info->NumPending;
+    jsConsumerInfo_Destroy(info);
     return absl::OkStatus();
   }
+
+  // Events the consumer had for delivery when it was created.
+  uint64_t pending_at_start() const { return pending_; }
 
   void Reset() {
     if (subscription_ == nullptr) return;
@@ -106,6 +122,7 @@ class Consumer {
 
  private:
   natsSubscription* subscription_ = nullptr;
+  uint64_t pending_ = 0;
 };
 
 // Stream sequence and consumer pending count of a delivered message.
@@ -124,8 +141,10 @@ bool ReadMetadata(natsMsg* msg, Delivered* delivered) {
 }
 
 // Fetches what `consumer` has ready now, up to `batch` messages and
-// `max_bytes` bytes (0: no byte limit), without waiting for more. An
-// empty list is not an error.
+// `max_bytes` bytes (0: no byte limit), without waiting for more; the
+// next message alone when it is larger than `max_bytes`. REQUIRES: the
+// consumer has a message pending (else the fetch waits for `timeout`, and
+// returns an empty list).
 absl::Status FetchReady(const Consumer& consumer, int batch, int64_t max_bytes,
                         absl::Duration timeout, natsMsgList* list) {
   jsFetchRequest request;
@@ -135,8 +154,17 @@ absl::Status FetchReady(const Consumer& consumer, int batch, int64_t max_bytes,
   request.NoWait = true;
   request.Expires = absl::ToInt64Nanoseconds(timeout);
   *list = natsMsgList{};
-  const natsStatus status =
+  natsStatus status =
       natsSubscription_FetchRequest(list, consumer.get(), &request);
+  if (status != NATS_OK && status != NATS_TIMEOUT &&
+      status != NATS_NOT_FOUND && max_bytes > 0) {
+    // JetStream refuses a request whose next message exceeds its byte
+    // limit ("Message Size Exceeds MaxBytes").
+    request.Batch = 1;
+    request.MaxBytes = 0;
+    *list = natsMsgList{};
+    status = natsSubscription_FetchRequest(list, consumer.get(), &request);
+  }
   if (status == NATS_OK) return absl::OkStatus();
   if (status == NATS_TIMEOUT || status == NATS_NOT_FOUND) {
     *list = natsMsgList{};
@@ -177,20 +205,17 @@ class JetStreamReader final : public EventReader {
                                               subject_, after + 1);
       if (!created.ok()) return created;
       position_ = after;
+      pending_ = consumer_.pending_at_start();
     }
-    natsMsgList list;
-    absl::Status fetched =
-        FetchReady(consumer_, static_cast<int>(std::max<size_t>(limit, 1)),
-                   static_cast<int64_t>(limit_bytes), options.request_timeout,
-                   &list);
-    if (fetched.ok() && list.Count == 0) {
-      // Nothing fits in limit_bytes, or nothing is pending: one message,
-      // whatever its size, tells which.
-      fetched = FetchReady(consumer_, 1, 0, options.request_timeout, &list);
-    }
-    if (!fetched.ok()) {
-      consumer_.Reset();
-      return fetched;
+    natsMsgList list{};
+    if (pending_ > 0) {
+      const absl::Status fetched = FetchReady(
+          consumer_, static_cast<int>(std::max<size_t>(limit, 1)),
+          static_cast<int64_t>(limit_bytes), options.request_timeout, &list);
+      if (!fetched.ok()) {
+        consumer_.Reset();
+        return fetched;
+      }
     }
     Delivered last;
     bool drained = list.Count == 0;
@@ -198,6 +223,7 @@ class JetStreamReader final : public EventReader {
       Delivered delivered;
       if (!ReadMetadata(list.Msgs[i], &delivered)) continue;
       last = delivered;
+      pending_ = delivered.pending;
       drained = delivered.pending == 0;
       std::shared_ptr<const StoredEvent> event = store_->ToEvent(list.Msgs[i]);
       if (event != nullptr && filter_.Matches(event->event_type())) {
@@ -222,8 +248,10 @@ class JetStreamReader final : public EventReader {
   const SubscriptionFilter filter_;
   const std::string subject_;
   Consumer consumer_;
-  // The last sequence the consumer delivered (or its start - 1).
+  // The last sequence the consumer delivered (or its start - 1), and the
+  // matching events it still has.
   uint64_t position_ = 0;
+  uint64_t pending_ = 0;
 };
 
 // Appends the sequence field to a serialized Event that has none: a
@@ -454,9 +482,11 @@ absl::Status JetStreamStore::EnsureStream() {
       std::vector<std::string> differences;
       const auto differ = [&](absl::string_view what, const auto& has,
                               const auto& wants) {
-        if (has != wants) {
+        const std::string is = absl::StrCat(has);
+        const std::string should = absl::StrCat(wants);
+        if (is != should) {
           differences.push_back(
-              absl::StrCat(what, " is ", has, " (settings give ", wants, ")"));
+              absl::StrCat(what, " is ", is, " (settings give ", should, ")"));
         }
       };
       bool covers = false;
@@ -477,7 +507,12 @@ absl::Status JetStreamStore::EnsureStream() {
              absl::FormatDuration(options_.duplicate_window));
       differ("max age", absl::FormatDuration(absl::Nanoseconds(have.MaxAge)),
              absl::FormatDuration(options_.max_age));
-      differ("max bytes", have.MaxBytes, config.MaxBytes);
+      const auto bytes = [](int64_t limit) {
+        return limit < 0 ? std::string("none") : absl::StrCat(limit);
+      };
+      differ("max bytes", bytes(have.MaxBytes), bytes(config.MaxBytes));
+      differ("discard policy", have.Discard == js_DiscardOld ? "old" : "new",
+             "old");
       if (differences.empty()) return absl::OkStatus();
       return absl::FailedPreconditionError(absl::StrCat(
           "JetStream stream ", options_.stream,
@@ -712,7 +747,8 @@ void JetStreamStore::TailLoop(uint64_t after) {
     }
     natsMsgList list{};
     jsErrCode code = static_cast<jsErrCode>(0);
-    // Returns as soon as events are there, or after 500ms without any.
+    // Returns what is there as soon as anything is, or after 500ms
+    // without any.
     const natsStatus status = natsSubscription_Fetch(
         &list, consumer.get(), options_.tail_batch, 500, &code);
     if (status == NATS_OK) {
@@ -764,6 +800,12 @@ std::unique_ptr<EventReader> JetStreamStore::NewReader(
 }
 
 absl::StatusOr<LogRange> JetStreamStore::Range() {
+  absl::StatusOr<StreamState> state = State();
+  if (!state.ok()) return state.status();
+  return state->range;
+}
+
+absl::StatusOr<JetStreamStore::StreamState> JetStreamStore::State() {
   jsStreamInfo* raw_info = nullptr;
   jsOptions js_options;
   jsOptions_Init(&js_options);
@@ -776,15 +818,31 @@ absl::StatusOr<LogRange> JetStreamStore::Range() {
     return NatsError(absl::StrCat("look up stream ", options_.stream), status,
                      code);
   }
-  LogRange range;
-  range.last = info->State.LastSeq;
-  range.first = info->State.Msgs == 0 ? range.last + 1 : info->State.FirstSeq;
-  return range;
+  StreamState state;
+  state.range.last = info->State.LastSeq;
+  if (info->State.Msgs == 0) {
+    state.range.first = state.range.last + 1;
+    state.oldest_kept = absl::InfiniteFuture();
+  } else {
+    state.range.first = info->State.FirstSeq;
+    state.oldest_kept = absl::FromUnixNanos(info->State.FirstTime);
+  }
+  return state;
 }
 
 absl::StatusOr<uint64_t> JetStreamStore::FirstSequenceSince(absl::Time time) {
-  absl::StatusOr<LogRange> range = Range();
-  if (!range.ok()) return range.status();
+  absl::StatusOr<StreamState> state = State();
+  if (!state.ok()) return state.status();
+  const LogRange* range = &state->range;
+  // Events were removed (by age or size), each stored, and so received,
+  // before the oldest kept one: any of them may have been received at or
+  // after `time`.
+  if (range->first > 1 && time < state->oldest_kept) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "events received at ", absl::FormatTime(time),
+        " may no longer be retained; the oldest retained is seq ",
+        range->first));
+  }
   // JetStream finds the first event it stored at or after `time`; an event
   // is stored just after it was received, so the first received at or
   // after `time` is that one or one shortly after it.
@@ -794,9 +852,12 @@ absl::StatusOr<uint64_t> JetStreamStore::FirstSequenceSince(absl::Time time) {
                       0, time);
   if (!status.ok()) return status;
   constexpr int kLookAhead = 64;
-  natsMsgList list;
-  status = FetchReady(consumer, kLookAhead, 0, options_.request_timeout, &list);
-  if (!status.ok()) return status;
+  natsMsgList list{};
+  if (consumer.pending_at_start() > 0) {
+    status =
+        FetchReady(consumer, kLookAhead, 0, options_.request_timeout, &list);
+    if (!status.ok()) return status;
+  }
   uint64_t first = range->last + 1;
   for (int i = 0; i < list.Count; ++i) {
     Delivered delivered;
@@ -858,8 +919,10 @@ void JetStreamStore::RenderMetrics(std::string* out) {
       "fanout_nats_tail_sequence ",
       tail_sequence_.load(), "\n");
   // As the embedded log's, from the stream (left out when it cannot be
-  // asked).
-  absl::StatusOr<LogRange> range = Range();
+  // asked; not asked at all while disconnected, so that a scrape does not
+  // wait for request_timeout).
+  absl::StatusOr<LogRange> range =
+      connected ? Range() : absl::UnavailableError("not connected");
   if (range.ok()) {
     absl::StrAppend(
         out,

@@ -72,7 +72,8 @@ struct JetStreamOptions {
   // Publishes awaiting JetStream's acknowledgement, at most; deliveries
   // beyond it are answered 503 at once.
   int max_pending_publishes = 4096;
-  // Events the tail takes from JetStream per request.
+  // Events the tail takes from JetStream per request. They are held in
+  // memory together: at most this many times max_event_bytes.
   int tail_batch = 256;
   // The largest event ingest makes; the start fails when the NATS servers
   // take smaller messages (their max_payload). Zero: not checked.
@@ -123,7 +124,15 @@ class JetStreamStore final : public EventStore {
 
   JetStreamStore(JetStreamOptions options, EventHub* hub);
 
+  // What State() reads of the stream.
+  struct StreamState {
+    LogRange range;
+    // When JetStream stored the oldest event kept (InfiniteFuture: none).
+    absl::Time oldest_kept;
+  };
+
   absl::Status Connect();
+  absl::StatusOr<StreamState> State();
   // Creates the stream, or checks that the existing one has our settings.
   absl::Status EnsureStream();
   // Follows the stream into the hub, on tail_.

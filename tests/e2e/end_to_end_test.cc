@@ -579,6 +579,16 @@ TEST_P(EndToEndTest, StartOlderThanRetentionIsOutOfRangeNamingTheRange) {
   EXPECT_THAT(status.error_message(),
               ::testing::HasSubstr("the newest sequence is 5"));
 
+  // So is a time before the removed events were received.
+  StartPosition hour_ago;
+  hour_ago.mutable_since_time()->set_seconds(
+      absl::ToUnixSeconds(absl::Now() - absl::Hours(1)));
+  TestSubscriber since(grpc_target_, {}, hour_ago);
+  const grpc::Status since_status = since.WaitForEnd();
+  EXPECT_EQ(since_status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(since_status.error_message(),
+              ::testing::HasSubstr("oldest retained is seq 6"));
+
   // The newest sequence is still a valid resume point, and numbering goes
   // on from it.
   TestSubscriber edge(grpc_target_, {}, After(5));
