@@ -127,6 +127,18 @@ ABSL_FLAG(int, nats_max_pending_publishes, 4096,
 ABSL_FLAG(int, nats_tail_batch, 256,
           "With NATS: events the consumer feeding subscribers takes per "
           "request.");
+ABSL_FLAG(std::string, nats_creds_file, "",
+          "With NATS: a credentials file (user JWT and seed) to connect "
+          "with; readable by its owner (and group) only.");
+ABSL_FLAG(std::string, nats_tls_ca_file, "",
+          "With NATS: PEM CAs that signed the NATS servers' certificates; "
+          "turns on TLS (as do tls:// URLs; empty: the system's CAs).");
+ABSL_FLAG(std::string, nats_tls_cert_file, "",
+          "With NATS: PEM client certificate chain, for NATS servers that "
+          "verify clients (with --nats_tls_key_file).");
+ABSL_FLAG(std::string, nats_tls_key_file, "",
+          "With NATS: PEM private key of --nats_tls_cert_file; readable by "
+          "its owner (and group) only.");
 ABSL_FLAG(std::string, data_dir, "data",
           "Folder of the event log (created if missing).");
 ABSL_FLAG(std::string, sync, "normal",
@@ -364,6 +376,10 @@ int main(int argc, char** argv) {
   options.nats.max_pending_publishes =
       absl::GetFlag(FLAGS_nats_max_pending_publishes);
   options.nats.tail_batch = absl::GetFlag(FLAGS_nats_tail_batch);
+  options.nats.creds_file = absl::GetFlag(FLAGS_nats_creds_file);
+  options.nats.tls_ca_file = absl::GetFlag(FLAGS_nats_tls_ca_file);
+  options.nats.tls_cert_file = absl::GetFlag(FLAGS_nats_tls_cert_file);
+  options.nats.tls_key_file = absl::GetFlag(FLAGS_nats_tls_key_file);
   options.log.retention_bytes = absl::GetFlag(FLAGS_retention_bytes);
   options.log.retention_interval = absl::GetFlag(FLAGS_retention_interval);
   options.log.max_batch =

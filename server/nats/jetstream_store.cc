@@ -9,6 +9,8 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "server/auth/protected_file.h"
+#include "server/auth/tls_files.h"
 #include "server/nats/subjects.h"
 #include "spdlog/spdlog.h"
 
@@ -298,6 +300,11 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
         "\" must be tokens of ASCII letters, digits, '-' or '_' joined by "
         "'.'"));
   }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return invalid(
+        "nats_tls_cert_file and nats_tls_key_file go together: give both or "
+        "neither");
+  }
   if (options.replicas < 1 || options.replicas > 5) {
     return invalid("nats_stream_replicas must be 1..5");
   }
@@ -408,6 +415,10 @@ absl::Status JetStreamStore::Connect() {
       },
       nullptr);
 
+  if (absl::Status status = SetUpSecurity(nats_options.get()); !status.ok()) {
+    return status;
+  }
+
   const absl::Time deadline = absl::Now() + options_.connect_timeout;
   absl::Status last;
   while (true) {
@@ -434,6 +445,52 @@ absl::Status JetStreamStore::Connect() {
   const natsStatus status =
       natsConnection_JetStream(&js_, connection_, &js_options);
   if (status != NATS_OK) return NatsError("open a JetStream context", status);
+  return absl::OkStatus();
+}
+
+absl::Status JetStreamStore::SetUpSecurity(natsOptions* nats_options) {
+  // The files are read here, so that a mistake stops the start naming the
+  // file rather than failing every connection attempt until the timeout.
+  if (!options_.creds_file.empty()) {
+    absl::StatusOr<std::string> creds =
+        ReadProtectedFile(options_.creds_file, "--nats_creds_file");
+    if (!creds.ok()) return creds.status();
+    if (creds->find("NKEY SEED") == std::string::npos ||
+        creds->find("NATS USER JWT") == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--nats_creds_file ", options_.creds_file,
+          " is not a NATS credentials file (a user JWT and an NKEY seed)"));
+    }
+    const natsStatus status = natsOptions_SetUserCredentialsFromFiles(
+        nats_options, options_.creds_file.c_str(), nullptr);
+    if (status != NATS_OK) {
+      return NatsError(absl::StrCat("use --nats_creds_file ",
+                                    options_.creds_file),
+                       status);
+    }
+  }
+  bool tls = !options_.tls_ca_file.empty() || !options_.tls_cert_file.empty();
+  for (const std::string& server : options_.servers) {
+    tls = tls || server.rfind("tls://", 0) == 0;
+  }
+  if (!tls) return absl::OkStatus();
+  natsStatus status = natsOptions_SetSecure(nats_options, true);
+  if (status == NATS_OK && !options_.tls_ca_file.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadCaCertificates(options_.tls_ca_file, "--nats_tls_ca_file");
+    if (!ca.ok()) return ca.status();
+    status = natsOptions_SetCATrustedCertificates(nats_options, ca->c_str());
+  }
+  if (status == NATS_OK && !options_.tls_cert_file.empty()) {
+    absl::StatusOr<TlsIdentity> identity = ReadTlsIdentity(
+        options_.tls_cert_file, "--nats_tls_cert_file", options_.tls_key_file,
+        "--nats_tls_key_file");
+    if (!identity.ok()) return identity.status();
+    status = natsOptions_SetCertificatesChain(
+        nats_options, identity->certificate_chain.c_str(),
+        identity->private_key.c_str());
+  }
+  if (status != NATS_OK) return NatsError("set up TLS to NATS", status);
   return absl::OkStatus();
 }
 

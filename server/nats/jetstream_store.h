@@ -38,6 +38,7 @@
 
 // cnats types, kept out of users of this header.
 typedef struct __natsConnection natsConnection;
+typedef struct __natsOptions natsOptions;
 typedef struct __jsCtx jsCtx;
 typedef struct __natsMsg natsMsg;
 typedef struct jsPubAck jsPubAck;
@@ -75,6 +76,17 @@ struct JetStreamOptions {
   // Events the tail takes from JetStream per request. They are held in
   // memory together: at most this many times max_event_bytes.
   int tail_batch = 256;
+  // How the server proves who it is to NATS: a credentials file (a user's
+  // JWT and seed, as NATS' tools write them); empty for none, or for a
+  // user and password in the server URLs.
+  std::string creds_file;
+  // TLS to NATS: the CAs that signed the NATS servers' certificates
+  // (empty: the system's), and a client certificate and key for servers
+  // that verify clients. TLS is used when any of these is given or a URL
+  // is tls://.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   // The largest event ingest makes; the start fails when the NATS servers
   // take smaller messages (their max_payload). Zero: not checked.
   uint64_t max_event_bytes = 0;
@@ -132,6 +144,8 @@ class JetStreamStore final : public EventStore {
   };
 
   absl::Status Connect();
+  // Applies the credentials and TLS settings to `nats_options`.
+  absl::Status SetUpSecurity(natsOptions* nats_options);
   absl::StatusOr<StreamState> State();
   // Creates the stream, or checks that the existing one has our settings.
   absl::Status EnsureStream();

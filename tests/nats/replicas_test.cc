@@ -3,6 +3,8 @@
 // to two at once is kept once, and neither a NATS node nor a server going
 // away during a burst loses or repeats an acknowledged event.
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
@@ -25,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "server/app/fanout_server.h"
 #include "tests/util/nats_servers.h"
+#include "tests/util/test_certificates.h"
 #include "tests/util/temp_dir.h"
 
 namespace fanout {
@@ -441,6 +444,74 @@ TEST_F(ReplicasTest, UnreachableNatsStopsTheStartAfterTheConnectTimeout) {
   EXPECT_THAT(std::string(server.status().message()),
               ::testing::HasSubstr(url));
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+// NATS servers that take clients over mutual TLS only: the server connects
+// with the CA and client certificate it is given, and a mistake in them
+// stops its start naming the flag.
+TEST_F(ReplicasTest, ConnectsOverMutualTlsWithTheFilesItIsGiven) {
+  absl::StatusOr<testing::TestCertificates> certs =
+      testing::TestCertificates::Create(nats_dir_.path());
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  absl::StatusOr<std::unique_ptr<testing::NatsServers>> nats =
+      testing::NatsServers::Start(
+          1, nats_dir_.path(),
+          absl::StrCat("tls {\n  cert_file: \"", certs->server_cert,
+                       "\"\n  key_file: \"", certs->server_key,
+                       "\"\n  ca_file: \"", certs->ca,
+                       "\"\n  verify: true\n}\n"));
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  nats_ = *std::move(nats);
+
+  FanoutServerOptions options;
+  options.allow_unsigned = true;
+  options.bus = nats_->urls();
+  options.http.port = 0;
+  options.grpc_address = "127.0.0.1:0";
+  options.nats.connect_timeout = absl::Seconds(1);
+  options.nats.tls_ca_file = certs->ca;
+  options.nats.tls_cert_file = certs->client_cert;
+  options.nats.tls_key_file = certs->client_key;
+  absl::StatusOr<std::unique_ptr<FanoutServer>> server =
+      FanoutServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(PostTo(**server, Delivery(1)).status, "accepted");
+  server->reset();
+
+  // Without a client certificate the NATS server refuses the connection.
+  FanoutServerOptions anonymous = options;
+  anonymous.nats.tls_cert_file.clear();
+  anonymous.nats.tls_key_file.clear();
+  server = FanoutServer::Start(anonymous);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable)
+      << server.status();
+
+  // A CA that did not sign the NATS server's certificate is refused.
+  FanoutServerOptions wrong_ca = options;
+  wrong_ca.nats.tls_ca_file = certs->other_ca;
+  server = FanoutServer::Start(wrong_ca);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable)
+      << server.status();
+
+  // Files that are missing or unsafe stop the start naming their flag.
+  FanoutServerOptions missing = options;
+  missing.nats.tls_ca_file = nats_dir_.path() + "/missing.pem";
+  server = FanoutServer::Start(missing);
+  EXPECT_THAT(std::string(server.status().message()),
+              ::testing::HasSubstr("--nats_tls_ca_file"));
+  ASSERT_EQ(chmod(certs->client_key.c_str(), 0644), 0);
+  server = FanoutServer::Start(options);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(server.status().message()),
+              ::testing::HasSubstr("--nats_tls_key_file"));
+  FanoutServerOptions creds = options;
+  creds.nats.creds_file = certs->ca;  // Not a credentials file.
+  ASSERT_EQ(chmod(certs->client_key.c_str(), 0600), 0);
+  ASSERT_EQ(chmod(certs->ca.c_str(), 0600), 0);
+  server = FanoutServer::Start(creds);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(server.status().message()),
+              ::testing::HasSubstr("--nats_creds_file"));
 }
 
 // Types as a newer sender might write them: NATS wildcards, the subject

@@ -243,7 +243,7 @@ bool FileContains(const std::string& path, absl::string_view text) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<NatsServers>> NatsServers::Start(
-    int nodes, const std::string& dir) {
+    int nodes, const std::string& dir, const std::string& extra_config) {
   if (nodes < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("a NATS deployment needs a node, not ", nodes));
@@ -269,6 +269,7 @@ absl::StatusOr<std::unique_ptr<NatsServers>> NatsServers::Start(
       node.log_path = absl::StrCat(dir, "/", node.name, ".log");
     }
     std::unique_ptr<NatsServers> servers(new NatsServers(std::move(layout)));
+    servers->extra_config_ = extra_config;
 
     // A new attempt starts from empty stores and logs: the log is where
     // the previous attempt's port clash was read.
@@ -385,6 +386,7 @@ absl::Status NatsServers::WriteConfig(int node,
     absl::SubstituteAndAppend(&config, kClusterConfig, kClusterName,
                               self.cluster_port, absl::StrJoin(routes, ", "));
   }
+  absl::StrAppend(&config, extra_config_);
 
   std::ofstream file(self.config_path, std::ios::trunc);
   file << config;

@@ -39,8 +39,10 @@ class NatsServers {
   // a '"' or '\\', and otherwise Unavailable (with the tail of the failing
   // node's log) if a server cannot be started, exits, or is not ready
   // within 30 seconds; no process is left running then.
+  // `extra_config` is added to every node's configuration file (e.g. a
+  // tls block for its clients).
   static absl::StatusOr<std::unique_ptr<NatsServers>> Start(
-      int nodes, const std::string& dir);
+      int nodes, const std::string& dir, const std::string& extra_config = "");
 
   // Kills and reaps every process still running.
   ~NatsServers();
@@ -110,6 +112,7 @@ class NatsServers {
   absl::Status NodeError(int node, const std::string& what) const;
 
   std::vector<Node> nodes_;
+  std::string extra_config_;
 };
 
 }  // namespace fanout::testing
