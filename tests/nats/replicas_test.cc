@@ -142,14 +142,21 @@ class ReplicasTest : public ::testing::Test {
   }
 
   // Starts a server on the NATS servers; returns nullptr on failure.
-  std::unique_ptr<FanoutServer> StartReplica(int stream_replicas = 1) {
+  // A server on the NATS servers, on free loopback ports, taking unsigned
+  // deliveries.
+  FanoutServerOptions ReplicaOptions() const {
     FanoutServerOptions options;
     options.allow_unsigned = true;
     options.bus = nats_->urls();
-    options.nats.replicas = stream_replicas;
-    options.nats.request_timeout = absl::Seconds(2);
     options.http.port = 0;
     options.grpc_address = "127.0.0.1:0";
+    return options;
+  }
+
+  std::unique_ptr<FanoutServer> StartReplica(int stream_replicas = 1) {
+    FanoutServerOptions options = ReplicaOptions();
+    options.nats.replicas = stream_replicas;
+    options.nats.request_timeout = absl::Seconds(2);
     options.shutdown_grace = absl::Seconds(2);
     absl::StatusOr<std::unique_ptr<FanoutServer>> server =
         FanoutServer::Start(options);
@@ -379,11 +386,7 @@ TEST_F(ReplicasTest, StreamWithOtherSettingsStopsTheStartNamingEachOne) {
   ASSERT_TRUE(first);
   ASSERT_EQ(PostTo(*first, Delivery(1)).status, "accepted");
 
-  FanoutServerOptions options;
-  options.allow_unsigned = true;
-  options.bus = nats_->urls();
-  options.http.port = 0;
-  options.grpc_address = "127.0.0.1:0";
+  FanoutServerOptions options = ReplicaOptions();
   options.nats.duplicate_window = absl::Hours(2);
   options.nats.memory_storage = true;
   options.log.retention_age = absl::Hours(48);
@@ -411,11 +414,7 @@ TEST_F(ReplicasTest, StreamWithOtherSettingsStopsTheStartNamingEachOne) {
 
 TEST_F(ReplicasTest, NatsThatTakesSmallerMessagesThanEventsStopsTheStart) {
   StartNats(1);  // max_payload 8 MB.
-  FanoutServerOptions options;
-  options.allow_unsigned = true;
-  options.bus = nats_->urls();
-  options.http.port = 0;
-  options.grpc_address = "127.0.0.1:0";
+  FanoutServerOptions options = ReplicaOptions();
   options.http.max_body_bytes = 12 << 20;
   options.converter.max_event_bytes = 16 << 20;
   absl::StatusOr<std::unique_ptr<FanoutServer>> server =
@@ -430,11 +429,8 @@ TEST_F(ReplicasTest, UnreachableNatsStopsTheStartAfterTheConnectTimeout) {
   StartNats(1);
   const std::string url = nats_->url(0);
   nats_->Stop(0);
-  FanoutServerOptions options;
-  options.allow_unsigned = true;
+  FanoutServerOptions options = ReplicaOptions();
   options.bus = url;
-  options.http.port = 0;
-  options.grpc_address = "127.0.0.1:0";
   options.nats.connect_timeout = absl::Milliseconds(500);
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<FanoutServer>> server =
@@ -463,11 +459,7 @@ TEST_F(ReplicasTest, ConnectsOverMutualTlsWithTheFilesItIsGiven) {
   ASSERT_TRUE(nats.ok()) << nats.status();
   nats_ = *std::move(nats);
 
-  FanoutServerOptions options;
-  options.allow_unsigned = true;
-  options.bus = nats_->urls();
-  options.http.port = 0;
-  options.grpc_address = "127.0.0.1:0";
+  FanoutServerOptions options = ReplicaOptions();
   options.nats.connect_timeout = absl::Seconds(1);
   options.nats.tls_ca_file = certs->ca;
   options.nats.tls_cert_file = certs->client_cert;
