@@ -142,6 +142,11 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
         !nats.ok()) {
       return nats;
     }
+    // The delivery id travels as a NATS header, within the 4 KiB the
+    // store leaves for headers beside the event.
+    if (options.converter.max_id_bytes > 2048) {
+      return invalid("with NATS, max_id_bytes must be at most 2048");
+    }
   }
   if (options.log.retention_interval < absl::Milliseconds(100)) {
     return invalid("retention_interval must be at least 100ms");

@@ -345,14 +345,19 @@ absl::StatusOr<std::unique_ptr<JetStreamStore>> JetStreamStore::Open(
   std::unique_ptr<JetStreamStore> store(
       new JetStreamStore(std::move(options), hub));
   if (absl::Status status = store->Connect(); !status.ok()) return status;
+  // Room for the headers a publish carries besides the event (its message
+  // id, at most max_id_bytes, and NATS' framing).
+  constexpr int64_t kHeaderRoom = 4 << 10;
   const int64_t max_payload = natsConnection_GetMaxPayload(store->connection_);
   if (store->options_.max_event_bytes > 0 &&
-      max_payload < static_cast<int64_t>(store->options_.max_event_bytes)) {
+      max_payload < static_cast<int64_t>(store->options_.max_event_bytes) +
+                        kHeaderRoom) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the NATS servers take messages of up to ", max_payload,
         " bytes (their max_payload), but an event may take up to ",
         store->options_.max_event_bytes,
-        " bytes (--max_event_bytes): raise max_payload in the servers' "
+        " bytes (--max_event_bytes) and its headers up to ", kHeaderRoom,
+        ": raise max_payload in the servers' "
         "configuration (e.g. \"max_payload: 8MB\"), or lower "
         "--max_event_bytes and --max_body_bytes"));
   }

@@ -431,6 +431,11 @@ TEST(ServerOptionsTest, BusIsEmbeddedOrNatsUrlsWithSaneStreamSettings) {
   bad = options;
   bad.nats.duplicate_window = absl::Hours(24 * 30);
   refused(bad, "nats_duplicate_window");
+  bad = options;
+  bad.converter.max_id_bytes = 4096;
+  refused(bad, "max_id_bytes");
+  bad.bus = "embedded";  // Only message ids in NATS headers are bounded.
+  EXPECT_TRUE(ValidateOptions(bad).ok());
 }
 
 StartPosition After(uint64_t sequence) {
