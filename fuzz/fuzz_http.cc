@@ -3,8 +3,8 @@
 // request_parser under the server's limits, and each complete request (up
 // to four, pipelined, while the client keeps the connection alive) answered
 // by WebhookHandler with a real EventConverter, SignatureVerifier and
-// EventLog (SQLite in a temporary directory): the whole path a delivery
-// takes, minus the socket.
+// embedded event store (SQLite in a temporary directory): the whole path a
+// delivery takes, minus the socket.
 //
 // Signatures: a request that carries no signature header is signed by the
 // harness, with the fixed secret, over the timestamp header it carries (if
@@ -55,7 +55,9 @@
 #include "server/http/http_server.h"
 #include "server/http/webhook_handler.h"
 #include "server/ingest/ingestor.h"
+#include "server/fanout/event_hub.h"
 #include "server/log/event_log.h"
+#include "server/store/embedded_store.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -138,7 +140,9 @@ class Harness {
   const bool verbose_ = std::getenv("FANOUT_FUZZ_VERBOSE") != nullptr;
   std::string dir_;
   EventConverter converter_;
-  std::unique_ptr<EventLog> log_;
+  // Keeps the newest events in a bounded window, read by nobody.
+  EventHub hub_;
+  std::unique_ptr<EmbeddedStore> store_;
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<SignatureVerifier> verifier_;
   std::unique_ptr<WebhookHandler> handler_;
@@ -171,15 +175,15 @@ Harness::Harness() {
   log_options.data_dir = dir_;
   // Bounds the database over a long run; retention runs now and then.
   log_options.retention_bytes = 16 << 20;
-  absl::StatusOr<std::unique_ptr<EventLog>> log =
-      EventLog::Open(log_options, [](const auto&) {});
-  if (!log.ok()) {
+  absl::StatusOr<std::unique_ptr<EmbeddedStore>> store =
+      EmbeddedStore::Open(log_options, &hub_);
+  if (!store.ok()) {
     std::fprintf(stderr, "fuzz_http: cannot open the event log: %s\n",
-                 log.status().ToString().c_str());
+                 store.status().ToString().c_str());
     std::abort();
   }
-  log_ = *std::move(log);
-  ingestor_ = std::make_unique<Ingestor>(&converter_, log_.get());
+  store_ = *std::move(store);
+  ingestor_ = std::make_unique<Ingestor>(&converter_, store_.get());
 
   SignatureVerifierOptions verifier_options;
   verifier_options.secrets = {kSecret};
@@ -201,7 +205,7 @@ Harness::~Harness() {
   }
   handler_.reset();
   ingestor_.reset();
-  log_.reset();  // Finishes pending appends and closes the database.
+  store_.reset();  // Finishes pending appends and closes the database.
   std::error_code ignored;
   std::filesystem::remove_all(dir_, ignored);
 }
