@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
+#include "server/nats/subjects.h"
 #include "server/store/embedded_store.h"
 #include "spdlog/spdlog.h"
 
@@ -142,10 +143,21 @@ absl::Status ValidateOptions(const FanoutServerOptions& options) {
         !nats.ok()) {
       return nats;
     }
-    // The delivery id travels as a NATS header, within the 4 KiB the
-    // store leaves for headers beside the event.
-    if (options.converter.max_id_bytes > 2048) {
-      return invalid("with NATS, max_id_bytes must be at most 2048");
+    // The delivery id travels as a NATS header (up to three bytes for
+    // each of its own), within the 4 KiB the store leaves for headers.
+    if (options.converter.max_id_bytes > 1024) {
+      return invalid("with NATS, max_id_bytes must be at most 1024");
+    }
+    // A publish's subject goes in a protocol line of at most 4 KiB.
+    if (MaxSubjectBytes(options.nats.subject_prefix,
+                        options.converter.max_event_type_bytes) >
+        kMaxNatsSubjectBytes) {
+      return invalid(absl::StrCat(
+          "with NATS, the subject of the longest event type must fit in ",
+          kMaxNatsSubjectBytes,
+          " bytes: nats_subject_prefix plus three bytes for each of "
+          "max_event_type_bytes (",
+          options.converter.max_event_type_bytes, ") is too long"));
     }
   }
   if (options.log.retention_interval < absl::Milliseconds(100)) {

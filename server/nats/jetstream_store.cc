@@ -6,7 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
 #include "server/auth/protected_file.h"
@@ -70,12 +73,16 @@ class Consumer {
     jsSubOptions_Init(&sub_options);
     sub_options.Stream = options.stream.c_str();
     sub_options.Config.AckPolicy = js_AckNone;
-    if (since.has_value()) {
+    if (!since.has_value()) {
+      sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+      sub_options.Config.OptStartSeq = first;
+    } else if (*since > absl::UnixEpoch()) {
       sub_options.Config.DeliverPolicy = js_DeliverByStartTime;
       sub_options.Config.OptStartTime = absl::ToUnixNanos(*since);
     } else {
-      sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-      sub_options.Config.OptStartSeq = first;
+      // JetStream takes a start time after the epoch only; anything
+      // earlier is every event.
+      sub_options.Config.DeliverPolicy = js_DeliverAll;
     }
     // Removed by JetStream if this server goes away without deleting it.
     sub_options.Config.InactiveThreshold =
@@ -282,9 +289,30 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
   };
   if (options.servers.empty()) return invalid("no NATS server URL");
   for (const std::string& server : options.servers) {
-    if (server.rfind("nats://", 0) != 0 && server.rfind("tls://", 0) != 0) {
+    absl::string_view rest = server;
+    if (!absl::ConsumePrefix(&rest, "nats://") &&
+        !absl::ConsumePrefix(&rest, "tls://")) {
       return invalid(absl::StrCat("NATS server \"", server,
                                   "\" is not a nats:// or tls:// URL"));
+    }
+    // [user[:password]@]host[:port]
+    if (const size_t at = rest.rfind('@'); at != absl::string_view::npos) {
+      rest.remove_prefix(at + 1);
+    }
+    absl::string_view host = rest;
+    const size_t colon = rest.rfind(':');
+    if (colon != absl::string_view::npos && rest.back() != ']') {
+      host = rest.substr(0, colon);
+      int port = 0;
+      if (!absl::SimpleAtoi(rest.substr(colon + 1), &port) || port < 1 ||
+          port > 65535) {
+        return invalid(absl::StrCat("NATS server \"", server,
+                                    "\" has no port 1..65535"));
+      }
+    }
+    if (host.empty() || absl::StrContains(host, "/")) {
+      return invalid(
+          absl::StrCat("NATS server \"", server, "\" names no host"));
     }
   }
   if (options.stream.empty() || options.stream.size() > 64 ||
@@ -536,9 +564,16 @@ absl::Status JetStreamStore::EnsureStream() {
         spdlog::info("created JetStream stream stream={}", options_.stream);
         return absl::OkStatus();
       }
-      // Another server may have created it meanwhile: look again.
       last = NatsError(absl::StrCat("create stream ", options_.stream),
                        status, code);
+      // JetStream refused the stream itself (e.g. subjects that overlap
+      // another stream's, more replicas than nodes): no use waiting.
+      // "Already in use" means another server created it meanwhile: look
+      // again.
+      if (code != 0 && code != JSClusterNotAvailErr &&
+          code != JSStreamNameExistErr) {
+        return absl::FailedPreconditionError(last.message());
+      }
     } else if (status == NATS_OK) {
       const jsStreamConfig& have = *info->Config;
       std::vector<std::string> differences;
@@ -623,6 +658,12 @@ JetStreamStore::~JetStreamStore() {
 void JetStreamStore::Append(Event event, AppendDone done) {
   const std::string subject =
       EventTypeSubject(options_.subject_prefix, event.event_type());
+  if (subject.size() > kMaxNatsSubjectBytes) {
+    // ValidateOptions keeps types short enough; this guards the connection.
+    done(absl::InvalidArgumentError(
+        "event type too long for a NATS subject"));
+    return;
+  }
   std::string raw_body = event.raw_body();
   const std::string id = event.id();
   event.clear_sequence();
@@ -646,7 +687,8 @@ void JetStreamStore::Append(Event event, AppendDone done) {
   }
   jsPubOptions publish;
   jsPubOptions_Init(&publish);
-  publish.MsgId = id.c_str();
+  const std::string message_id = MessageId(id);
+  publish.MsgId = message_id.c_str();
   publish.MaxWait = Millis(options_.request_timeout);
   natsMsg* published = msg;
   status = js_PublishMsgAsync(js_, &published, &publish);
@@ -884,11 +926,15 @@ absl::StatusOr<JetStreamStore::StreamState> JetStreamStore::State() {
   state.range.last = info->State.LastSeq;
   if (info->State.Msgs == 0) {
     state.range.first = state.range.last + 1;
-    state.oldest_kept = absl::InfiniteFuture();
+    // Every event was removed; the newest of them was stored then.
+    state.removed_until = absl::FromUnixNanos(info->State.LastTime);
   } else {
     state.range.first = info->State.FirstSeq;
-    state.oldest_kept = absl::FromUnixNanos(info->State.FirstTime);
+    // The removed events were stored before the oldest kept one.
+    state.removed_until =
+        absl::FromUnixNanos(info->State.FirstTime) - absl::Nanoseconds(1);
   }
+  if (state.range.first <= 1) state.removed_until = absl::InfinitePast();
   return state;
 }
 
@@ -896,10 +942,10 @@ absl::StatusOr<uint64_t> JetStreamStore::FirstSequenceSince(absl::Time time) {
   absl::StatusOr<StreamState> state = State();
   if (!state.ok()) return state.status();
   const LogRange* range = &state->range;
-  // Events were removed (by age or size), each stored, and so received,
-  // before the oldest kept one: any of them may have been received at or
-  // after `time`.
-  if (range->first > 1 && time < state->oldest_kept) {
+  // Events were removed (by age or size), each received before JetStream
+  // stored it: any of them stored at or after `time` may have been
+  // received then too.
+  if (time <= state->removed_until) {
     return absl::OutOfRangeError(absl::StrCat(
         "events received at ", absl::FormatTime(time),
         " may no longer be retained; the oldest retained is seq ",

@@ -92,6 +92,10 @@ struct JetStreamOptions {
   uint64_t max_event_bytes = 0;
 };
 
+// Longest subject the store publishes on: NATS refuses protocol lines
+// over 4 KiB, and closes the connection that sends one.
+inline constexpr size_t kMaxNatsSubjectBytes = 3072;
+
 // Returns InvalidArgument naming the first setting that makes no sense.
 absl::Status ValidateJetStreamOptions(const JetStreamOptions& options);
 
@@ -139,8 +143,9 @@ class JetStreamStore final : public EventStore {
   // What State() reads of the stream.
   struct StreamState {
     LogRange range;
-    // When JetStream stored the oldest event kept (InfiniteFuture: none).
-    absl::Time oldest_kept;
+    // Events removed by retention were stored at or before this time
+    // (InfinitePast: none was removed).
+    absl::Time removed_until;
   };
 
   absl::Status Connect();

@@ -80,6 +80,28 @@ std::string EventTypeSubject(absl::string_view prefix,
   return subject;
 }
 
+size_t MaxSubjectBytes(absl::string_view prefix, size_t max_type_bytes) {
+  // Each byte of a type becomes at most three; each '.' stays one.
+  return prefix.size() + 1 + 3 * max_type_bytes;
+}
+
+std::string MessageId(absl::string_view id) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(id.size());
+  for (char c : id) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte > 0x20 && byte < 0x7f && c != '%') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0xF]);
+    }
+  }
+  return out;
+}
+
 std::optional<std::string> EventTypeFromSubject(absl::string_view prefix,
                                                 absl::string_view subject) {
   if (!absl::ConsumePrefix(&subject, prefix) ||

@@ -29,6 +29,16 @@ bool IsSubjectPrefix(absl::string_view prefix);
 std::string EventTypeSubject(absl::string_view prefix,
                              absl::string_view event_type);
 
+// The subject of events of the longest type of `max_type_bytes` bytes:
+// what EventTypeSubject can return at most.
+size_t MaxSubjectBytes(absl::string_view prefix, size_t max_type_bytes);
+
+// The JetStream message id of the delivery whose id is `id`: the id with
+// '%', spaces and bytes outside printable ASCII written "%XX", so that a
+// header keeps it as it is (NATS trims spaces around header values). One
+// to one, as ids must stay distinct. At most three times as long as `id`.
+std::string MessageId(absl::string_view id);
+
 // The event type whose subject is `subject`, or nullopt if `subject` is not
 // one EventTypeSubject makes under `prefix`.
 std::optional<std::string> EventTypeFromSubject(absl::string_view prefix,

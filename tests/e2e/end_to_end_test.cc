@@ -431,6 +431,19 @@ TEST(ServerOptionsTest, BusIsEmbeddedOrNatsUrlsWithSaneStreamSettings) {
   bad = options;
   bad.nats.duplicate_window = absl::Hours(24 * 30);
   refused(bad, "nats_duplicate_window");
+  for (const char* url :
+       {"nats://", "nats://127.0.0.1:notaport", "nats://127.0.0.1:99999",
+        "nats://user:pw@:4222"}) {
+    bad = options;
+    bad.bus = url;
+    refused(bad, "NATS server");
+  }
+  bad = options;
+  bad.bus = "nats://user:pw@127.0.0.1:4222,tls://[::1]:4222,nats://h";
+  EXPECT_TRUE(ValidateOptions(bad).ok()) << ValidateOptions(bad);
+  bad = options;
+  bad.converter.max_event_type_bytes = 2000;
+  refused(bad, "max_event_type_bytes");
   bad = options;
   bad.converter.max_id_bytes = 4096;
   refused(bad, "max_id_bytes");

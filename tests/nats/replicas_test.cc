@@ -26,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/app/fanout_server.h"
+#include "server/grpc/fanout_service.h"
 #include "tests/util/nats_servers.h"
 #include "tests/util/test_certificates.h"
 #include "tests/util/temp_dir.h"
@@ -412,6 +413,22 @@ TEST_F(ReplicasTest, StreamWithOtherSettingsStopsTheStartNamingEachOne) {
   EXPECT_EQ(PostTo(*same, Delivery(3)).sequence, 3u);
 }
 
+TEST_F(ReplicasTest, StreamJetStreamRefusesStopsTheStartAtOnce) {
+  StartNats(1);
+  FanoutServerOptions options = ReplicaOptions();
+  options.nats.replicas = 3;  // One node cannot hold three copies.
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<FanoutServer>> server =
+      FanoutServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition)
+      << server.status();
+  EXPECT_THAT(std::string(server.status().message()),
+              ::testing::HasSubstr("create stream FANOUT"));
+  // Not retried until --nats_connect_timeout (30 s).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
 TEST_F(ReplicasTest, NatsThatTakesSmallerMessagesThanEventsStopsTheStart) {
   StartNats(1);  // max_payload 8 MB.
   FanoutServerOptions options = ReplicaOptions();
@@ -504,6 +521,66 @@ TEST_F(ReplicasTest, ConnectsOverMutualTlsWithTheFilesItIsGiven) {
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(server.status().message()),
               ::testing::HasSubstr("--nats_creds_file"));
+}
+
+TEST_F(ReplicasTest, IdsThatDifferOnlyInSpacesAreDifferentDeliveries) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  ASSERT_TRUE(a);
+  const auto post = [&](const std::string& id) {
+    return PostTo(*a, absl::StrCat(R"({"id":")", id,
+                                   R"(","event":"test.ping","timestamp":)",
+                                   R"("2026-03-01T19:00:00Z","data":{}})"));
+  };
+  EXPECT_EQ(post("lead").status, "accepted");
+  EXPECT_EQ(post(" lead").status, "accepted");
+  EXPECT_EQ(post("lead ").status, "accepted");
+  EXPECT_EQ(post("%20lead").status, "accepted");
+  const Answer again = post(" lead");
+  EXPECT_EQ(again.status, "duplicate");
+  EXPECT_EQ(again.sequence, 2u);
+}
+
+TEST_F(ReplicasTest, SinceTimeAtOrBeforeTheEpochReplaysEverything) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  ASSERT_TRUE(a);
+  for (int i = 1; i <= 3; ++i) ASSERT_EQ(PostTo(*a, Delivery(i)).sequence, i);
+  for (const int64_t seconds : {int64_t{0}, int64_t{-1}, -62135596800}) {
+    staffify::fanout::v1::StartPosition since;
+    since.mutable_since_time()->set_seconds(seconds);
+    absl::StatusOr<std::optional<uint64_t>> after =
+        FanoutService(a->hub(), a->store()).ResolveStart(since);
+    ASSERT_TRUE(after.ok()) << seconds << ": " << after.status();
+    EXPECT_EQ(*after, std::optional<uint64_t>(0)) << seconds;
+  }
+}
+
+TEST_F(ReplicasTest, SinceTimeAfterEveryRemovedEventIsValidOnAnEmptyStream) {
+  StartNats(1);
+  FanoutServerOptions options = ReplicaOptions();
+  options.log.retention_age = absl::Seconds(1);
+  options.nats.duplicate_window = absl::Seconds(1);
+  absl::StatusOr<std::unique_ptr<FanoutServer>> a =
+      FanoutServer::Start(options);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const absl::Time before = absl::Now() - absl::Seconds(1);
+  for (int i = 1; i <= 3; ++i) ASSERT_EQ(PostTo(**a, Delivery(i)).sequence, i);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*a)->store()->Range()->first != 4u && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ((*a)->store()->Range()->first, 4u);
+
+  FanoutService service((*a)->hub(), (*a)->store());
+  staffify::fanout::v1::StartPosition since;
+  since.mutable_since_time()->set_seconds(absl::ToUnixSeconds(absl::Now()));
+  absl::StatusOr<std::optional<uint64_t>> after = service.ResolveStart(since);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, std::optional<uint64_t>(3));
+  since.mutable_since_time()->set_seconds(absl::ToUnixSeconds(before));
+  EXPECT_EQ(service.ResolveStart(since).status().code(),
+            absl::StatusCode::kOutOfRange);
 }
 
 // Types as a newer sender might write them: NATS wildcards, the subject

@@ -77,6 +77,22 @@ TEST(SubjectsTest, OtherFiltersTakeTheWholeStream) {
             "fanout.>");
 }
 
+TEST(SubjectsTest, MessageIdsKeepSpacesAndStayDistinct) {
+  EXPECT_EQ(MessageId("wh_a1b2-c3:d4"), "wh_a1b2-c3:d4");
+  EXPECT_EQ(MessageId(" lead"), "%20lead");
+  EXPECT_EQ(MessageId("trail "), "trail%20");
+  EXPECT_EQ(MessageId("100%"), "100%25");
+  EXPECT_EQ(MessageId("caf\xC3\xA9"), "caf%C3%A9");
+  EXPECT_NE(MessageId(" lead"), MessageId("lead"));
+  EXPECT_NE(MessageId("%20lead"), MessageId(" lead"));
+}
+
+TEST(SubjectsTest, LongestSubjectIsBoundedByTheTypeLimit) {
+  const std::string longest(100, '\xE9');  // Each byte escaped.
+  EXPECT_EQ(EventTypeSubject("fanout", longest).size(),
+            MaxSubjectBytes("fanout", longest.size()));
+}
+
 TEST(SubjectsTest, PrefixesAreTokensOfPlainCharacters) {
   EXPECT_TRUE(IsSubjectPrefix("fanout"));
   EXPECT_TRUE(IsSubjectPrefix("staffify.fanout-v1_x"));
