@@ -33,7 +33,7 @@
 #   LOCAL_CLUSTER_ROUTE_PORTS    [6222 6223 6224]  routes between the nodes
 #   LOCAL_CLUSTER_MONITOR_PORTS  [8222 8223 8224]  NATS monitoring (/jsz)
 #   LOCAL_CLUSTER_HTTP_PORTS     [8081 8082]       replicas' HTTP
-#   LOCAL_CLUSTER_GRPC_PORTS     [50061 50062]     replicas' gRPC
+#   LOCAL_CLUSTER_GRPC_PORTS     [9081 9082]       replicas' gRPC
 #
 # Files: the node configurations (nats-N.conf), their JetStream stores
 # (nats-N/), the secret and the logs (logs/) go to --dir, which is kept
@@ -121,7 +121,7 @@ else
   read -r -a route_ports <<<"${LOCAL_CLUSTER_ROUTE_PORTS:-6222 6223 6224}"
   read -r -a monitor_ports <<<"${LOCAL_CLUSTER_MONITOR_PORTS:-8222 8223 8224}"
   read -r -a http_ports <<<"${LOCAL_CLUSTER_HTTP_PORTS:-8081 8082}"
-  read -r -a grpc_ports <<<"${LOCAL_CLUSTER_GRPC_PORTS:-50061 50062}"
+  read -r -a grpc_ports <<<"${LOCAL_CLUSTER_GRPC_PORTS:-9081 9082}"
 fi
 for list in "3 nats_ports" "3 route_ports" "3 monitor_ports" "2 http_ports" \
     "2 grpc_ports"; do
@@ -339,7 +339,9 @@ other when one stops, resuming after the last sequence it saw):
   $subscribe_bin --target=127.0.0.1:${grpc_ports[1]} --from_start '*'
   $subscribe_bin --target=ipv4:127.0.0.1:${grpc_ports[0]},127.0.0.1:${grpc_ports[1]} --from_start '*'
 
-Kill a NATS node or a replica (kill PID) to see the others carry on.
+Kill a NATS node or a replica (kill PID) to see the others carry on; the
+stream's leader is named at /jsz?accounts=true&streams=true. A killed node
+comes back with: nats-server -c $folder/nats-N.conf
 Ctrl-C stops everything.
 EOF
   # Until Ctrl-C, or until every process has exited; each exit is named.
