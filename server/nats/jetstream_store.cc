@@ -441,12 +441,13 @@ absl::Status JetStreamStore::Connect() {
       nullptr);
   natsOptions_SetReconnectedCB(
       nats_options.get(),
-      [](natsConnection* connection, void*) {
+      [](natsConnection* connection, void* store) {
         char url[256] = "";
         natsConnection_GetConnectedUrl(connection, url, sizeof(url));
         spdlog::info("NATS connection restored server={}", url);
+        static_cast<JetStreamStore*>(store)->reconnected_ = true;
       },
-      nullptr);
+      this);
 
   if (absl::Status status = SetUpSecurity(nats_options.get()); !status.ok()) {
     return status;
@@ -878,14 +879,22 @@ void JetStreamStore::TailLoop(uint64_t after) {
     if (status == NATS_TIMEOUT) {
       // Quiet, or following a consumer that is gone (its server stopped):
       // now and then, compare with the stream.
-      if (absl::Now() - idle_since < absl::Seconds(2)) continue;
+      // And at once after the connection to NATS was restored: the
+      // consumer lived on a server, which may be the one that went away.
+      const bool reconnected = reconnected_.exchange(false);
+      if (!reconnected && absl::Now() - idle_since < absl::Seconds(1)) {
+        continue;
+      }
       idle_since = absl::Now();
       absl::StatusOr<LogRange> range = Range();
-      if (!range.ok() || range->last <= after) continue;
+      if (range.ok() && range->last <= after && !reconnected) continue;
+      // A stream that cannot be asked (electing a leader) may well have
+      // lost the consumer too.
       spdlog::warn(
-          "JetStream stream has events the tail did not receive; following "
-          "it anew after_seq={} stream_last_seq={}",
-          after, range->last);
+          "following the JetStream stream anew after_seq={} "
+          "stream_last_seq={}",
+          after, range.ok() ? absl::StrCat(range->last)
+                            : std::string(range.status().message()));
     } else {
       spdlog::warn("following the JetStream stream failed after_seq={} "
                    "error={:?}",

@@ -184,6 +184,9 @@ class JetStreamStore final : public EventStore {
   std::atomic<uint64_t> tail_restarts_{0};
   mutable std::atomic<uint64_t> foreign_messages_{0};
   std::atomic<uint64_t> tail_sequence_{0};
+  // Set when the connection to NATS was restored: the tail checks its
+  // consumer.
+  std::atomic<bool> reconnected_{false};
 
   std::thread tail_;
   // Declared last: destroyed (its tasks run) first.
