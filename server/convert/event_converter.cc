@@ -51,6 +51,11 @@ absl::StatusOr<std::string> RequireString(const boost::json::object& envelope,
 
 }  // namespace
 
+absl::Time TimeFromTimestamp(const google::protobuf::Timestamp& timestamp) {
+  return absl::FromUnixSeconds(timestamp.seconds()) +
+         absl::Nanoseconds(timestamp.nanos());
+}
+
 void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
   const absl::Duration since_epoch = time - absl::UnixEpoch();
   const int64_t seconds =

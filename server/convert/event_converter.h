@@ -50,6 +50,9 @@ struct EventConverterOptions {
 // (years 1 to 9999).
 void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out);
 
+// The time `timestamp` holds.
+absl::Time TimeFromTimestamp(const google::protobuf::Timestamp& timestamp);
+
 class EventConverter {
  public:
   explicit EventConverter(EventConverterOptions options = {});

@@ -15,6 +15,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
 #include "server/common/status_mapping.h"
+#include "server/convert/event_converter.h"
 #include "spdlog/spdlog.h"
 
 namespace fanout {
@@ -401,9 +402,7 @@ absl::StatusOr<std::optional<uint64_t>> FanoutService::ResolveStart(
           start.since_time().nanos() > 999999999) {
         return absl::InvalidArgumentError("since_time is not a valid time");
       }
-      const absl::Time since =
-          absl::FromUnixSeconds(start.since_time().seconds()) +
-          absl::Nanoseconds(start.since_time().nanos());
+      const absl::Time since = TimeFromTimestamp(start.since_time());
       if (since > absl::Now()) {
         return absl::OutOfRangeError(absl::StrCat(
             "since_time ", absl::FormatTime(since),

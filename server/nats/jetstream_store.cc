@@ -5,15 +5,16 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
 #include "server/auth/protected_file.h"
 #include "server/auth/tls_files.h"
+#include "server/convert/event_converter.h"
 #include "server/nats/subjects.h"
 #include "spdlog/spdlog.h"
 
@@ -25,6 +26,14 @@ using staffify::fanout::v1::Event;
 
 int64_t Millis(absl::Duration duration) {
   return std::max<int64_t>(1, absl::ToInt64Milliseconds(duration));
+}
+
+// Options for one JetStream request: wait up to `timeout` for its answer.
+jsOptions RequestOptions(absl::Duration timeout) {
+  jsOptions options;
+  jsOptions_Init(&options);
+  options.Wait = Millis(timeout);
+  return options;
 }
 
 // `what` failed with `status`: the error, with cnats' own description of
@@ -88,9 +97,7 @@ class Consumer {
     sub_options.Config.InactiveThreshold =
         absl::ToInt64Nanoseconds(std::max(absl::Minutes(1),
                                           10 * options.request_timeout));
-    jsOptions js_options;
-    jsOptions_Init(&js_options);
-    js_options.Wait = Millis(options.request_timeout);
+    jsOptions js_options = RequestOptions(options.request_timeout);
     jsErrCode code = static_cast<jsErrCode>(0);
     const natsStatus status =
         js_PullSubscribe(&subscription_, js, subject.c_str(), nullptr,
@@ -467,9 +474,7 @@ absl::Status JetStreamStore::Connect() {
     absl::SleepFor(absl::Milliseconds(250));
   }
 
-  jsOptions js_options;
-  jsOptions_Init(&js_options);
-  js_options.Wait = Millis(options_.request_timeout);
+  jsOptions js_options = RequestOptions(options_.request_timeout);
   js_options.PublishAsync.MaxPending = options_.max_pending_publishes;
   js_options.PublishAsync.AckHandler = &JetStreamStore::OnAck;
   js_options.PublishAsync.AckHandlerClosure = this;
@@ -529,7 +534,7 @@ absl::Status JetStreamStore::SetUpSecurity(natsOptions* nats_options) {
 }
 
 absl::Status JetStreamStore::EnsureStream() {
-  const std::string subject = absl::StrCat(options_.subject_prefix, ".>");
+  const std::string subject = AllEventsSubject(options_.subject_prefix);
   const char* subjects[] = {subject.c_str()};
   jsStreamConfig config;
   jsStreamConfig_Init(&config);
@@ -782,9 +787,7 @@ void JetStreamStore::ResolveDuplicate(uint64_t sequence,
   result.sequence = sequence;
   result.duplicate = true;
   natsMsg* raw = nullptr;
-  jsOptions js_options;
-  jsOptions_Init(&js_options);
-  js_options.Wait = Millis(options_.request_timeout);
+  jsOptions js_options = RequestOptions(options_.request_timeout);
   jsErrCode code = static_cast<jsErrCode>(0);
   const natsStatus status = js_GetMsg(&raw, js_, options_.stream.c_str(),
                                       sequence, &js_options, &code);
@@ -812,15 +815,7 @@ std::shared_ptr<const StoredEvent> JetStreamStore::ToEvent(
   Delivered delivered;
   std::optional<std::string> type =
       EventTypeFromSubject(options_.subject_prefix, natsMsg_GetSubject(msg));
-  if (!type.has_value() || !ReadMetadata(msg, &delivered)) {
-    if (foreign_messages_.fetch_add(1) == 0) {
-      spdlog::warn(
-          "JetStream stream holds a message this service did not write; it "
-          "is skipped stream={} subject={:?}",
-          options_.stream, natsMsg_GetSubject(msg));
-    }
-    return nullptr;
-  }
+  if (!type.has_value() || !ReadMetadata(msg, &delivered)) return nullptr;
   return std::make_shared<const StoredEvent>(
       delivered.sequence, *std::move(type),
       WithSequence(natsMsg_GetData(msg), natsMsg_GetDataLength(msg),
@@ -828,7 +823,7 @@ std::shared_ptr<const StoredEvent> JetStreamStore::ToEvent(
 }
 
 void JetStreamStore::TailLoop(uint64_t after) {
-  const std::string subject = absl::StrCat(options_.subject_prefix, ".>");
+  const std::string subject = AllEventsSubject(options_.subject_prefix);
   const auto stopping = [this] {
     absl::MutexLock lock(&mu_);
     return stopping_;
@@ -868,7 +863,15 @@ void JetStreamStore::TailLoop(uint64_t after) {
         // A consumer created anew may deliver what was received before.
         if (delivered.sequence <= after) continue;
         after = delivered.sequence;
-        if (event != nullptr) hub_->Publish(std::move(event));
+        if (event != nullptr) {
+          hub_->Publish(std::move(event));
+        } else if (foreign_messages_.fetch_add(1) == 0) {
+          // Counted here, once a message; replays skip it too.
+          spdlog::warn(
+              "JetStream stream holds a message this service did not "
+              "write; it is skipped stream={} seq={} subject={:?}",
+              options_.stream, after, natsMsg_GetSubject(list.Msgs[i]));
+        }
       }
       natsMsgList_Destroy(&list);
       tail_sequence_ = after;
@@ -878,9 +881,9 @@ void JetStreamStore::TailLoop(uint64_t after) {
     }
     if (status == NATS_TIMEOUT) {
       // Quiet, or following a consumer that is gone (its server stopped):
-      // now and then, compare with the stream.
-      // And at once after the connection to NATS was restored: the
-      // consumer lived on a server, which may be the one that went away.
+      // compare with the stream every second of quiet, and at once after
+      // the connection to NATS was restored (the consumer lived on a
+      // server, which may be the one that went away).
       const bool reconnected = reconnected_.exchange(false);
       if (!reconnected && absl::Now() - idle_since < absl::Seconds(1)) {
         continue;
@@ -920,9 +923,7 @@ absl::StatusOr<LogRange> JetStreamStore::Range() {
 
 absl::StatusOr<JetStreamStore::StreamState> JetStreamStore::State() {
   jsStreamInfo* raw_info = nullptr;
-  jsOptions js_options;
-  jsOptions_Init(&js_options);
-  js_options.Wait = Millis(options_.request_timeout);
+  jsOptions js_options = RequestOptions(options_.request_timeout);
   jsErrCode code = static_cast<jsErrCode>(0);
   const natsStatus status = js_GetStreamInfo(
       &raw_info, js_, options_.stream.c_str(), &js_options, &code);
@@ -965,7 +966,7 @@ absl::StatusOr<uint64_t> JetStreamStore::FirstSequenceSince(absl::Time time) {
   // after `time` is that one or one shortly after it.
   Consumer consumer;
   absl::Status status =
-      consumer.Create(js_, options_, absl::StrCat(options_.subject_prefix, ".>"),
+      consumer.Create(js_, options_, AllEventsSubject(options_.subject_prefix),
                       0, time);
   if (!status.ok()) return status;
   constexpr int kLookAhead = 64;
@@ -982,11 +983,8 @@ absl::StatusOr<uint64_t> JetStreamStore::FirstSequenceSince(absl::Time time) {
     Event event;
     event.ParseFromArray(natsMsg_GetData(list.Msgs[i]),
                          natsMsg_GetDataLength(list.Msgs[i]));
-    const absl::Time received =
-        absl::FromUnixSeconds(event.received_at().seconds()) +
-        absl::Nanoseconds(event.received_at().nanos());
     first = delivered.sequence + 1;
-    if (received >= time) {
+    if (TimeFromTimestamp(event.received_at()) >= time) {
       first = delivered.sequence;
       break;
     }

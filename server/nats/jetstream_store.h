@@ -123,8 +123,8 @@ class JetStreamStore final : public EventStore {
   bool Connected() const override;
   const char* name() const override { return "nats"; }
 
-  // The event a message of the stream holds, or nullptr (with a warning)
-  // for a message this service did not write.
+  // The event a message of the stream holds, or nullptr for a message
+  // this service did not write.
   std::shared_ptr<const StoredEvent> ToEvent(natsMsg* msg) const;
 
   const JetStreamOptions& options() const { return options_; }
@@ -182,7 +182,7 @@ class JetStreamStore final : public EventStore {
   std::atomic<uint64_t> differing_duplicates_{0};
   std::atomic<uint64_t> publish_failures_{0};
   std::atomic<uint64_t> tail_restarts_{0};
-  mutable std::atomic<uint64_t> foreign_messages_{0};
+  std::atomic<uint64_t> foreign_messages_{0};
   std::atomic<uint64_t> tail_sequence_{0};
   // Set when the connection to NATS was restored: the tail checks its
   // consumer.

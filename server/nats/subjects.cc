@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/convert/event_type.h"
 
@@ -119,22 +120,25 @@ std::optional<std::string> EventTypeFromSubject(absl::string_view prefix,
   return type;
 }
 
+std::string AllEventsSubject(absl::string_view prefix) {
+  return absl::StrCat(prefix, ".>");
+}
+
 std::string FilterSubject(absl::string_view prefix,
                           const SubscriptionFilter& filter) {
-  std::string subject(prefix);
   if (!filter.matches_all()) {
     if (filter.exact_types().size() == 1 && filter.domains().empty()) {
       return EventTypeSubject(prefix, filter.exact_types().front());
     }
     if (filter.domains().size() == 1 && filter.exact_types().empty()) {
+      std::string subject(prefix);
       subject.push_back('.');
       AppendToken(filter.domains().front(), &subject);
       subject.append(".>");
       return subject;
     }
   }
-  subject.append(".>");
-  return subject;
+  return AllEventsSubject(prefix);
 }
 
 }  // namespace fanout

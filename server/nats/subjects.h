@@ -44,6 +44,10 @@ std::string MessageId(absl::string_view id);
 std::optional<std::string> EventTypeFromSubject(absl::string_view prefix,
                                                 absl::string_view subject);
 
+// The subject filter of every event under `prefix`: "<prefix>.>", the
+// stream's subjects.
+std::string AllEventsSubject(absl::string_view prefix);
+
 // The subject filter that selects exactly the events `filter` matches when
 // it names one type or one domain ("ticket.*" is "<prefix>.ticket.>"), and
 // every event ("<prefix>.>") otherwise: a JetStream 2.9 consumer takes one

@@ -583,6 +583,58 @@ TEST_F(ReplicasTest, SinceTimeAfterEveryRemovedEventIsValidOnAnEmptyStream) {
             absl::StatusCode::kOutOfRange);
 }
 
+// A replay whose byte limit is below each event's size reads them one at a
+// time (JetStream refuses a fetch whose next message exceeds its limit).
+TEST_F(ReplicasTest, ReplayOfEventsLargerThanItsByteLimitReadsEachOne) {
+  StartNats(1);
+  FanoutServerOptions options = ReplicaOptions();
+  options.hub.window_events = 2;
+  options.service.replay_batch_bytes = 100;
+  absl::StatusOr<std::unique_ptr<FanoutServer>> a =
+      FanoutServer::Start(options);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const std::string text(1000, 'x');
+  for (int i = 1; i <= 10; ++i) {
+    ASSERT_EQ(PostTo(**a, absl::StrCat(R"({"id":"wh_big_)", i,
+                                       R"(","event":"test.ping","timestamp":)",
+                                       R"("2026-03-01T19:00:00Z","data":{)",
+                                       R"("message":")", text, R"("}})"))
+                  .sequence,
+              static_cast<uint64_t>(i));
+  }
+  Receiver replaying(GrpcTarget(**a));
+  EXPECT_THAT(replaying.WaitFor(10),
+              ElementsAreArray({1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 10u}));
+}
+
+// A message on the stream's subjects that this service did not write is
+// skipped and counted; events around it are delivered as usual.
+TEST_F(ReplicasTest, MessageThisServiceDidNotWriteIsSkipped) {
+  StartNats(1);
+  std::unique_ptr<FanoutServer> a = StartReplica();
+  ASSERT_TRUE(a);
+  ASSERT_EQ(PostTo(*a, Delivery(1)).sequence, 1u);
+  natsConnection* connection = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&connection, nats_->urls().c_str()),
+            NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, connection, nullptr), NATS_OK);
+  jsPubAck* ack = nullptr;
+  // "%zz" is no escape EventTypeSubject writes.
+  ASSERT_EQ(js_Publish(&ack, js, "fanout.bad%zz", "junk", 4, nullptr, nullptr),
+            NATS_OK);
+  EXPECT_EQ(ack->Sequence, 2u);
+  jsPubAck_Destroy(ack);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(connection);
+  ASSERT_EQ(PostTo(*a, Delivery(3)).sequence, 3u);
+
+  Receiver replaying(GrpcTarget(*a));
+  EXPECT_THAT(replaying.WaitFor(2), ElementsAreArray({1u, 3u}));
+  EXPECT_THAT(a->RenderMetrics(),
+              ::testing::HasSubstr("fanout_nats_foreign_messages_total 1\n"));
+}
+
 // Types as a newer sender might write them: NATS wildcards, the subject
 // encoding's own escape, characters outside ASCII. Each reaches exactly the
 // subscribers whose patterns match it, whether they read it live or replay
