@@ -1000,18 +1000,16 @@ bool JetStreamStore::Connected() const {
 
 void JetStreamStore::RenderMetrics(std::string* out) {
   const bool connected = Connected();
+  // The sequences held, from the stream (left out when it cannot be asked;
+  // not asked at all while disconnected, so that a scrape does not wait
+  // for request_timeout).
+  absl::StatusOr<LogRange> range =
+      connected ? Range() : absl::UnavailableError("not connected");
+  RenderStoreMetrics(duplicates_.load(), differing_duplicates_.load(),
+                     range.ok() ? &*range : nullptr, out);
   absl::StrAppend(
       out,
-      "# HELP fanout_duplicates_total Deliveries whose id was already "
-      "stored.\n# TYPE fanout_duplicates_total counter\n"
-      "fanout_duplicates_total ",
-      duplicates_.load(),
-      "\n# HELP fanout_differing_duplicates_total Duplicates whose body "
-      "differed from the stored one.\n"
-      "# TYPE fanout_differing_duplicates_total counter\n"
-      "fanout_differing_duplicates_total ",
-      differing_duplicates_.load(),
-      "\n# HELP fanout_nats_connected Whether the server is connected to "
+      "# HELP fanout_nats_connected Whether the server is connected to "
       "NATS.\n# TYPE fanout_nats_connected gauge\nfanout_nats_connected ",
       connected ? 1 : 0,
       "\n# HELP fanout_nats_publish_failures_total Events JetStream did not "
@@ -1033,21 +1031,6 @@ void JetStreamStore::RenderMetrics(std::string* out) {
       "stream.\n# TYPE fanout_nats_tail_sequence gauge\n"
       "fanout_nats_tail_sequence ",
       tail_sequence_.load(), "\n");
-  // As the embedded log's, from the stream (left out when it cannot be
-  // asked; not asked at all while disconnected, so that a scrape does not
-  // wait for request_timeout).
-  absl::StatusOr<LogRange> range =
-      connected ? Range() : absl::UnavailableError("not connected");
-  if (range.ok()) {
-    absl::StrAppend(
-        out,
-        "# HELP fanout_log_last_sequence Newest sequence in the log.\n"
-        "# TYPE fanout_log_last_sequence gauge\nfanout_log_last_sequence ",
-        range->last,
-        "\n# HELP fanout_log_first_sequence Oldest retained sequence.\n"
-        "# TYPE fanout_log_first_sequence gauge\nfanout_log_first_sequence ",
-        range->first, "\n");
-  }
 }
 
 }  // namespace fanout

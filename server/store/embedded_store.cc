@@ -60,18 +60,11 @@ absl::StatusOr<uint64_t> EmbeddedStore::FirstSequenceSince(absl::Time time) {
 
 void EmbeddedStore::RenderMetrics(std::string* out) {
   const LogRange range = log_->range();
+  RenderStoreMetrics(log_->duplicates(), log_->differing_duplicates(), &range,
+                     out);
   absl::StrAppend(
       out,
-      "# HELP fanout_duplicates_total Deliveries whose id was already "
-      "stored.\n# TYPE fanout_duplicates_total counter\n"
-      "fanout_duplicates_total ",
-      log_->duplicates(),
-      "\n# HELP fanout_differing_duplicates_total Duplicates whose body "
-      "differed from the stored one.\n"
-      "# TYPE fanout_differing_duplicates_total counter\n"
-      "fanout_differing_duplicates_total ",
-      log_->differing_duplicates(),
-      "\n# HELP fanout_log_commits_total Event log transactions.\n"
+      "# HELP fanout_log_commits_total Event log transactions.\n"
       "# TYPE fanout_log_commits_total counter\nfanout_log_commits_total ",
       log_->commits(),
       "\n# HELP fanout_log_checkpoints_total Checkpoints of the event "
@@ -83,13 +76,7 @@ void EmbeddedStore::RenderMetrics(std::string* out) {
       "commits back because the write-ahead log reached its limit.\n"
       "# TYPE fanout_log_wal_restarts_total counter\n"
       "fanout_log_wal_restarts_total ",
-      log_->wal_restarts(),
-      "\n# HELP fanout_log_last_sequence Newest sequence in the log.\n"
-      "# TYPE fanout_log_last_sequence gauge\nfanout_log_last_sequence ",
-      range.last,
-      "\n# HELP fanout_log_first_sequence Oldest retained sequence.\n"
-      "# TYPE fanout_log_first_sequence gauge\nfanout_log_first_sequence ",
-      range.first, "\n");
+      log_->wal_restarts(), "\n");
 }
 
 }  // namespace fanout

@@ -86,6 +86,12 @@ class EventStore {
   virtual const char* name() const = 0;
 };
 
+// Appends, in Prometheus' text format, the metrics every backend reports:
+// the deliveries whose id was stored already, those of them whose body
+// differed, and the sequences held (left out when `range` is null).
+void RenderStoreMetrics(uint64_t duplicates, uint64_t differing_duplicates,
+                        const LogRange* range, std::string* out);
+
 }  // namespace fanout
 
 #endif  // FANOUT_SERVER_STORE_EVENT_STORE_H_
